@@ -1,0 +1,57 @@
+"""The ``seglab`` command line: parses, calls the library, prints.
+
+Each sub-command lives in its own module of this package with two functions:
+``register(subparsers)`` adds its parser and ``run(args) -> int`` does the work. Modules import
+only the standard library at top level, so ``seglab --help`` answers in well under a second;
+torch and friends are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from seglab import __version__
+
+# name -> module; explicit so that `grep` finds where each command goes.
+COMMANDS = {
+    "data": "seglab.cli.data",
+    "models": "seglab.cli.models",
+    "train": "seglab.cli.train",
+    "predict": "seglab.cli.predict",
+    "evaluate": "seglab.cli.evaluate",
+    "demo": "seglab.cli.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seglab",
+        description="Semantic, instance and panoptic segmentation: data, models, training, prediction, metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"seglab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from seglab.errors import SeglabError
+
+    try:
+        return int(args.run(args) or 0)
+    except SeglabError as exc:
+        print(f"seglab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seglab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

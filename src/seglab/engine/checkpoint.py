@@ -1,0 +1,114 @@
+"""The seglab checkpoint: weights plus everything prediction needs, loadable with weights_only.
+
+A checkpoint is a ``torch.save``d dict (Lightning's layout, so ``--resume`` works) with two keys
+that seglab reads:
+
+``state_dict``
+    model weights, keys prefixed ``model.`` (the LightningModule attribute).
+``seglab``
+    plain-data metadata (str / int / float / bool / list / dict only, so that
+    ``torch.load(weights_only=True)`` accepts it)::
+
+        {
+          "format": 1,
+          "seglab_version": "0.1.0",
+          "task": "instance" | "semantic",
+          "method": "three_class" | "distance" | "embedding" | ...,   # how instances are made
+          "model": {"name": "unet", "kwargs": {"in_channels": 3, "num_classes": 3, ...}},
+          "preprocessing": {"in_channels": 3, "mean": [..], "std": [..]},
+          "decoder": {"name": "three_class_watershed", "kwargs": {...}},   # None for semantic
+          "classes": ["background", "interior", "boundary"],
+          "patch_size": 256,
+        }
+
+Preprocessing is: :func:`seglab.data.io.image_to_tensor` (scale to [0, 1] by dtype), then
+``(x - mean) / std`` per channel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seglab import __version__
+from seglab.errors import DataError
+from seglab.fileio import atomic_path
+
+CHECKPOINT_FORMAT = 1
+REQUIRED_META = ("task", "model", "preprocessing", "decoder")
+
+
+def make_meta(
+    *,
+    task: str,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    preprocessing: dict[str, Any],
+    decoder: dict[str, Any] | None,
+    method: str | None = None,
+    classes: list[str] | None = None,
+    patch_size: int | None = None,
+) -> dict[str, Any]:
+    """Assemble the ``seglab`` metadata block of a checkpoint."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "seglab_version": __version__,
+        "task": task,
+        "method": method,
+        "model": {"name": model_name, "kwargs": dict(model_kwargs)},
+        "preprocessing": dict(preprocessing),
+        "decoder": None if decoder is None else dict(decoder),
+        "classes": list(classes or []),
+        "patch_size": patch_size,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """Write a minimal inference checkpoint (weights + metadata) atomically."""
+    state = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "seglab": meta}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check it is a seglab one.
+
+    Raises:
+        DataError: missing, damaged, or not a seglab checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(path, f"damaged or unreadable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not isinstance(ckpt.get("seglab"), dict):
+        raise DataError(path, "not a seglab checkpoint (no 'seglab' metadata)")
+    missing = [k for k in REQUIRED_META if k not in ckpt["seglab"]]
+    if missing:
+        raise DataError(path, f"seglab metadata lacks {', '.join(missing)}")
+    return ckpt
+
+
+def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's own weights from a checkpoint (``model.`` prefix removed)."""
+    prefix = "model."
+    return {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoint>") -> torch.nn.Module:
+    """Re-create the model recorded in a checkpoint and load its weights (eval mode)."""
+    from seglab.models import create_model
+
+    spec = ckpt["seglab"]["model"]
+    model = create_model(spec["name"], **spec["kwargs"])
+    try:
+        model.load_state_dict(model_state_dict(ckpt))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise DataError(path, f"weights do not fit model {spec['name']!r}: {first}") from None
+    return model.eval()
