@@ -1,0 +1,106 @@
+"""Decoders recover known instances from probability maps derived from them."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.draw import disk
+from skimage.segmentation import find_boundaries
+
+from seglab.errors import ConfigError
+from seglab.instances import DECODERS, decode
+
+
+def touching_discs(shape=(64, 64), centres=((20, 20), (20, 34), (44, 40), (45, 12)), radius=8):
+    """Instance map of discs; the first two overlap (touch), painted in order."""
+    labels = np.zeros(shape, np.int32)
+    for i, c in enumerate(centres, 1):
+        labels[disk(c, radius, shape=shape)] = i
+    return labels
+
+
+def three_class_probs(labels):
+    """Background / interior / boundary one-hot probabilities from an instance map."""
+    boundary = find_boundaries(labels, mode="inner") & (labels > 0)
+    interior = (labels > 0) & ~boundary
+    return np.stack([labels == 0, interior, boundary]).astype(np.float32)
+
+
+def distance_probs(labels):
+    """[foreground, per-instance normalised distance] from an instance map."""
+    inside = (labels > 0) & ~find_boundaries(labels, mode="inner")
+    dist = ndi.distance_transform_edt(inside) + (labels > 0)
+    top = ndi.maximum(dist, labels, index=np.arange(labels.max() + 1))
+    top[0] = 1.0
+    return np.stack([labels > 0, dist / top[labels]]).astype(np.float32)
+
+
+def best_ious(gt, pred):
+    """For each ground-truth instance, the IoU of its best-overlapping prediction (slow, obvious)."""
+    out = []
+    for g in range(1, gt.max() + 1):
+        g_mask = gt == g
+        ids = np.unique(pred[g_mask])
+        ids = ids[ids > 0]
+        ious = [(g_mask & (pred == p)).sum() / (g_mask | (pred == p)).sum() for p in ids]
+        out.append(max(ious, default=0.0))
+    return np.array(out)
+
+
+def test_three_class_recovers_touching_discs():
+    gt = touching_discs()
+    pred = decode("three_class_watershed", three_class_probs(gt), min_size=5)
+    assert pred.dtype == np.int32 and pred.max() == gt.max()
+    assert best_ious(gt, pred).min() > 0.97
+    assert best_ious(pred, gt).min() > 0.97  # nothing extra
+
+
+def test_distance_watershed_recovers_touching_discs():
+    gt = touching_discs()
+    pred = decode("distance_watershed", distance_probs(gt), min_size=5)
+    assert pred.max() == gt.max()
+    assert best_ious(gt, pred).min() > 0.9
+    assert best_ious(pred, gt).min() > 0.9
+
+
+def test_connected_components_merges_touching_but_separates_apart():
+    gt = touching_discs()
+    pred = decode("connected_components", three_class_probs(gt), min_size=5)
+    assert pred.max() == 3  # the two touching discs merge
+    assert np.array_equal(pred > 0, gt > 0)
+    one_channel = decode("connected_components", (gt > 0)[None].astype(np.float32), min_size=5)
+    assert np.array_equal(one_channel, pred)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_zero_and_one_instance(name):
+    empty = np.zeros((32, 40), np.int32)
+    one = touching_discs((32, 40), centres=((15, 18),), radius=6)
+    make = distance_probs if name == "distance_watershed" else three_class_probs
+    assert decode(name, make(empty)).max() == 0
+    pred = decode(name, make(one))
+    assert pred.max() == 1 and np.array_equal(pred > 0, one > 0)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_min_size_removes_specks(name):
+    gt = touching_discs((48, 48), centres=((24, 24),), radius=7)
+    gt[2:4, 2:4] = 2  # a 4-pixel speck
+    make = distance_probs if name == "distance_watershed" else three_class_probs
+    assert decode(name, make(gt), min_size=1).max() == 2
+    pred = decode(name, make(gt), min_size=10)
+    assert pred.max() == 1 and pred[2:4, 2:4].max() == 0
+
+
+def test_holes_are_filled():
+    gt = touching_discs((40, 40), centres=((20, 20),), radius=10)
+    probs = three_class_probs(gt)
+    probs[:, 19:22, 19:22] = np.array([1.0, 0.0, 0.0])[:, None, None]  # background hole
+    filled = decode("three_class_watershed", probs, min_size=5)
+    assert filled[19:22, 19:22].min() == 1
+    kept = decode("three_class_watershed", probs, min_size=5, fill_holes=False)
+    assert kept[19:22, 19:22].max() == 0
+
+
+def test_unknown_decoder_lists_choices():
+    with pytest.raises(ConfigError, match="three_class_watershed"):
+        decode("magic", np.zeros((3, 8, 8), np.float32))
