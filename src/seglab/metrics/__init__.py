@@ -1,0 +1,21 @@
+"""Segmentation metrics: pixel (confusion matrix), instance (AJI, AJI+, PQ, F1) and panoptic.
+
+Everything is vectorised (bincount over paired labels) and accepts numpy arrays or torch
+tensors. Data-set figures exist as the mean over images and pooled over all images; see
+:mod:`seglab.metrics.aggregate`.
+"""
+
+from seglab.metrics.aggregate import InstanceMetrics
+from seglab.metrics.instance import aji, aji_plus, foreground_dice, object_f1, panoptic_quality
+from seglab.metrics.overlap import Overlaps, pair_overlaps
+
+__all__ = [
+    "InstanceMetrics",
+    "Overlaps",
+    "aji",
+    "aji_plus",
+    "foreground_dice",
+    "object_f1",
+    "pair_overlaps",
+    "panoptic_quality",
+]
