@@ -1,0 +1,65 @@
+"""Segmentation models: ``create_model(name, *, in_channels=3, num_classes, **kwargs)``.
+
+Every model is encoder -> decoder -> heads through ``seglab.models.base.SegmentationModel``,
+whose docstring states the output contract (logits ``N x num_classes x H x W`` for any ``H x W``;
+a dict when ``aux_heads`` or deep supervision add outputs). ``MODELS`` maps each name to its
+class; a model's keyword arguments are its class's ``__init__`` arguments.
+
+Example:
+    >>> model = create_model("unet", num_classes=3, encoder="resnet34")
+    >>> model(torch.rand(2, 3, 70, 90)).shape
+    torch.Size([2, 3, 70, 90])
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from seglab.errors import ConfigError, unknown_choice
+from seglab.models.allconv import AllConvNet
+from seglab.models.base import SegmentationModel
+from seglab.models.deeplabv2 import DeepLabV2
+from seglab.models.deeplabv3 import DeepLabV3
+from seglab.models.deeplabv3plus import DeepLabV3Plus
+from seglab.models.encdec import EncoderDecoder
+from seglab.models.fcn import FCN
+from seglab.models.unet import UNet
+
+MODELS: dict[str, type[SegmentationModel]] = {
+    "allconv": AllConvNet,
+    "encdec": EncoderDecoder,
+    "fcn": FCN,
+    "unet": UNet,
+    "deeplabv2": DeepLabV2,
+    "deeplabv3": DeepLabV3,
+    "deeplabv3plus": DeepLabV3Plus,
+}
+
+__all__ = ["MODELS", "SegmentationModel", "create_model", "model_kwargs"]
+
+
+def model_kwargs(name: str) -> dict[str, Any]:
+    """The keyword arguments of model ``name`` with their defaults (``inspect.Parameter.empty`` if required)."""
+    if name not in MODELS:
+        raise unknown_choice("model", name, MODELS)
+    params = inspect.signature(MODELS[name].__init__).parameters
+    return {k: p.default for k, p in params.items() if k != "self"}
+
+
+def create_model(name: str, *, in_channels: int = 3, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build model ``name`` from ``MODELS`` (random init unless ``pretrained=`` asks otherwise).
+
+    Raises:
+        ConfigError: unknown model name, or a keyword argument the model does not take (the
+            message lists the valid ones).
+    """
+    valid = model_kwargs(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(sorted(valid))}"
+        )
+    return MODELS[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
