@@ -171,7 +171,7 @@ def test_pq_matches_torchmetrics(seed):
 
 def test_instance_metrics_mean_and_pooled():
     rng = np.random.default_rng(5)
-    pairs = [ref.random_instance_pair(rng) for _ in range(3)] + [(np.zeros((8, 8), int),) * 2]
+    pairs = [ref.random_instance_pair(rng) for _ in range(3)] + [(np.zeros((48, 48), int),) * 2]
     acc = InstanceMetrics()
     for gt, pred in pairs[:2]:
         acc.update(gt, pred)
