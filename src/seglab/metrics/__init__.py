@@ -8,18 +8,22 @@ tensors. Data-set figures exist as the mean over images and pooled over all imag
 from seglab.metrics.aggregate import InstanceMetrics
 from seglab.metrics.instance import aji, aji_plus, foreground_dice, object_f1, panoptic_quality
 from seglab.metrics.overlap import Overlaps, pair_overlaps
+from seglab.metrics.panoptic import PanopticMetrics, panoptic_counts, panoptic_scores
 from seglab.metrics.pixel import ConfusionMatrix, confusion_matrix, scores_from_matrix
 
 __all__ = [
     "ConfusionMatrix",
     "InstanceMetrics",
     "Overlaps",
+    "PanopticMetrics",
     "aji",
     "aji_plus",
     "confusion_matrix",
     "foreground_dice",
     "object_f1",
     "pair_overlaps",
+    "panoptic_counts",
     "panoptic_quality",
+    "panoptic_scores",
     "scores_from_matrix",
 ]
