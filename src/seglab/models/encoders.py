@@ -80,17 +80,22 @@ def dilate_resnet_stage(layer: nn.Sequential, dilation: int, previous_dilation: 
 
 
 def adapt_first_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """RGB kernels -> ``in_channels`` kernels: summed for 1 channel, repeated and rescaled for more.
+    """RGB kernels -> ``in_channels`` kernels, keeping the response to a grey image.
 
-    A grey image fed to the 1-channel net then gives the response the RGB net gives to the same
-    grey image; for ``n`` channels the kernel sum over channels is preserved (scale ``3 / n``).
+    Fewer than three channels: the mean RGB kernel in every channel (the sum for one channel).
+    More than three: the RGB kernels, then the mean RGB kernel for every extra channel. All are
+    scaled by ``3 / in_channels``, so the kernel sum
+    over channels is unchanged, so an image with the same value in every channel gives the
+    response the RGB net gives to that grey image.
     """
-    if in_channels == weight.shape[1]:
+    rgb = weight.shape[1]
+    if in_channels == rgb:
         return weight
-    if in_channels == 1:
-        return weight.sum(dim=1, keepdim=True)
-    reps = -(-in_channels // weight.shape[1])
-    return weight.repeat(1, reps, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
+    mean = weight.mean(dim=1, keepdim=True)
+    if in_channels < rgb:
+        return mean.expand(-1, in_channels, -1, -1) * (rgb / in_channels)
+    extra = mean.expand(-1, in_channels - rgb, -1, -1)
+    return torch.cat([weight, extra], dim=1) * (rgb / in_channels)
 
 
 class TorchvisionResNet(nn.Module):
