@@ -1,0 +1,212 @@
+"""``Predictor``: a trained model plus its recorded preprocessing and decoder, ready for images.
+
+A checkpoint (``seglab.engine.checkpoint``) carries everything needed: the model spec and
+weights, ``preprocessing`` (``image_to_tensor`` to [0, 1], then ``(x - mean) / std``), the task,
+the instance method and the decoder. Probabilities are the engine's: soft-max of the logits,
+and for the ``distance`` method ``[p_foreground, sigmoid(distance head)]``, the
+``distance_watershed`` input. Images of any size run through sliding windows band by band
+(:mod:`seglab.inference.sliding`) and are decoded block by block (:mod:`seglab.inference.stitch`),
+so memory is bounded by a band of tiles, not by the image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.data.io import image_to_tensor
+from seglab.errors import DataError, SeglabError
+from seglab.inference.sliding import iter_prob_bands
+from seglab.inference.source import ArraySource
+from seglab.inference.stitch import decode_blockwise, decode_rows_semantic
+from seglab.inference.tta import dihedral_tta
+from seglab.instances import DECODERS, decode
+
+TASKS = ("instance", "semantic")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu`` or ``cuda[:i]``; CUDA must be available when asked for (else a one-line error)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SeglabError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise SeglabError(f"unsupported device {str(device)!r}; use cpu or cuda")
+    return dev
+
+
+def adapt_channels(image: np.ndarray, in_channels: int, path: str | os.PathLike[str] = "<array>") -> np.ndarray:
+    """Make an ``H x W x C`` image have the model's channel count.
+
+    Gray (1 channel, or gray + alpha) to a 3-channel model is repeated; RGBA / gray + alpha
+    drop the alpha channel; any other mismatch is a :class:`DataError` naming the file.
+    """
+    c = image.shape[-1]
+    if c == in_channels:
+        return image
+    if c in (2, 4):  # trailing alpha
+        image, c = image[..., : c - 1], c - 1
+        if c == in_channels:
+            return image
+    if c == 1 and in_channels == 3:
+        return np.repeat(image, 3, axis=-1)
+    raise DataError(path, f"image has {image.shape[-1]} channels but the model expects {in_channels}")
+
+
+def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | None) -> torch.Tensor:
+    """Model outputs -> the decoder's probability stack (the engine's ``probabilities``)."""
+    out = out if isinstance(out, dict) else {"logits": out}
+    logits = out["logits"].float()
+    probs = logits.softmax(1) if logits.shape[1] > 1 else torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
+    if method == "distance":
+        return torch.cat([probs[:, 1:2], out["distance"].float().sigmoid()], 1)
+    return probs
+
+
+class Predictor:
+    """Runs a segmentation model on whole images of any size.
+
+    Args:
+        model: the network (returns logits, or a dict with ``"logits"``).
+        meta: the checkpoint's ``seglab`` metadata (``task``, ``method``, ``preprocessing``,
+            ``decoder``); see :mod:`seglab.engine.checkpoint`.
+        device: ``"cpu"`` or ``"cuda"`` (CUDA runs under float16 autocast).
+        tta: average over the 8 flips / 90-degree rotations.
+        tile: sliding-window tile size; ``None`` runs the whole image in one pass.
+        overlap: tile overlap fraction.
+        batch_size: tiles per forward pass.
+        blend: ``"gaussian"`` | ``"cosine"`` | ``"constant"``.
+        block: instance-decoding block size (images up to this size decode in one piece).
+        margin: context decoded around each block; should exceed the largest nucleus.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, meta: dict[str, Any], *, device: str = "cpu", tta: bool = False,
+        tile: int | None = None, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
+        block: int = 1024, margin: int = 64,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.meta = meta
+        self.task, self.method = meta["task"], meta.get("method")
+        pre = meta["preprocessing"]
+        self.in_channels = int(pre["in_channels"])
+        self.mean = torch.tensor(pre["mean"], dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(pre["std"], dtype=torch.float32).view(-1, 1, 1)
+        self.decoder = meta.get("decoder") or None
+        self.tta, self.tile, self.overlap = tta, tile, overlap
+        self.batch_size, self.blend, self.block, self.margin = batch_size, blend, block, margin
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], *, task: str | None = None, **kwargs: Any) -> Predictor:
+        """Load a seglab checkpoint (``weights_only``) and build its predictor.
+
+        Args:
+            path: the ``.ckpt`` file.
+            task: when given, refuse a checkpoint of another task.
+            **kwargs: :class:`Predictor` options (device, tta, tile, ...).
+
+        Raises:
+            DataError: missing, damaged or non-seglab file, unsupported or unexpected task,
+                unknown decoder, or weights that do not fit the recorded model.
+        """
+        from seglab.engine.checkpoint import build_model, load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        meta = ckpt["seglab"]
+        if meta["task"] not in TASKS or (task is not None and meta["task"] != task):
+            wanted = task or " or ".join(TASKS)
+            raise DataError(path, f"checkpoint is for the {meta['task']!r} task; predict needs {wanted}")
+        if meta["task"] == "instance" and (meta["decoder"] or {}).get("name") not in DECODERS:
+            raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
+        try:
+            model = build_model(ckpt, path)
+        except DataError:
+            raise
+        except SeglabError as exc:
+            raise DataError(path, str(exc)) from None
+        return cls(model, meta, **kwargs)
+
+    # -- preprocessing ------------------------------------------------------------------------
+    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
+        """``H x W x C`` image rows -> normalised ``C x H x W`` float tensor."""
+        x = image_to_tensor(adapt_channels(rows, self.in_channels, path))
+        return (x - self.mean) / self.std
+
+    def _predict_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with amp:
+                out = self.model(x.to(self.device).contiguous(memory_format=torch.channels_last))
+            return outputs_to_probs(out, self.method)
+
+        return (lambda x: dihedral_tta(run, x)) if self.tta else run
+
+    # -- probabilities ------------------------------------------------------------------------
+    def iter_probs(self, source: ArraySource, on_tiles: Callable[[int, int], None] | None = None):
+        """Yield ``(y0, y1, K x n x W)`` numpy probability bands of a (lazily read) image."""
+        height, width, channels = source.shape
+        adapt_channels(np.zeros((1, 1, channels), source.dtype), self.in_channels, source.path)
+        fn = self._predict_fn()
+        with torch.inference_mode():
+            if self.tile is None:
+                probs = fn(self.preprocess(source.read_all(), source.path)[None].to(self.device))[0]
+                yield 0, height, probs.float().cpu().numpy()
+                return
+            read = lambda a, b: self.preprocess(source.read_rows(a, b), source.path)  # noqa: E731
+            for y0, y1, probs in iter_prob_bands(
+                read, (height, width), fn, tile=self.tile, overlap=self.overlap, blend=self.blend,
+                batch_size=self.batch_size, device=self.device, on_tiles=on_tiles,
+            ):
+                yield y0, y1, probs.numpy()
+
+    def predict_probs(self, image: np.ndarray | ArraySource) -> np.ndarray:
+        """Probabilities of a whole image as ``K x H x W`` float32 (the decoder's input)."""
+        source = image if isinstance(image, ArraySource) else ArraySource(image)
+        bands = list(self.iter_probs(source))
+        return np.concatenate([b[2] for b in bands], axis=1)
+
+    # -- labels -------------------------------------------------------------------------------
+    def decode_probs(self, probs: np.ndarray) -> np.ndarray:
+        """Decode a ``K x h x w`` crop with the checkpoint's decoder (instance task)."""
+        return decode(self.decoder["name"], probs, **self.decoder.get("kwargs", {}))
+
+    def predict_source(
+        self, source: ArraySource, *, out: np.ndarray | None = None, on_tiles: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Label map of an image, streamed: bounded memory for any size.
+
+        Returns:
+            ``H x W`` int32 instance map (instance task) or uint8 class map (semantic task).
+        """
+        height, width = source.shape[:2]
+        bands = self.iter_probs(source, on_tiles)
+        if self.task == "semantic":
+            return decode_rows_semantic(bands, (height, width), out)
+        return decode_blockwise(bands, (height, width), self.decode_probs, block=self.block, margin=self.margin, out=out)
+
+    def predict(self, image: np.ndarray | str | Path) -> dict[str, np.ndarray]:
+        """Predict one in-memory image (``H x W [x C]``) or image file.
+
+        Returns:
+            ``{"probs": K x H x W, "instances": H x W int32}`` for the instance task,
+            ``{"probs": ..., "classes": H x W uint8}`` (uint16 past 256 classes) for the semantic task.
+        """
+        if isinstance(image, str | Path):
+            from seglab.inference.source import open_image
+
+            image = open_image(image)
+        source = image if isinstance(image, ArraySource) else ArraySource(image)
+        probs = self.predict_probs(source)
+        if self.task == "semantic":
+            return {"probs": probs, "classes": decode_rows_semantic([(0, probs.shape[1], probs)], probs.shape[1:])}
+        bands = [(0, probs.shape[1], probs)]
+        labels = decode_blockwise(bands, probs.shape[1:], self.decode_probs, block=self.block, margin=self.margin)
+        return {"probs": probs, "instances": labels}

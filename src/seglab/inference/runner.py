@@ -1,0 +1,140 @@
+"""Predict a file, folder or glob of images: outputs, ``summary.csv``, skip-existing, progress.
+
+Reading the next images (decoding PNG/JPEG, opening TIFFs) runs in ``workers`` background threads
+while the model works on the current one; a TIFF is then read band by band as the sliding
+window needs it (also in a background thread, see :mod:`seglab.inference.sliding`).
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from seglab.data.io import IMAGE_SUFFIXES
+from seglab.errors import DataError, SeglabError
+from seglab.inference.source import open_image
+from seglab.inference.writers import (
+    output_paths,
+    read_summary,
+    summary_row,
+    write_outputs,
+    write_summary,
+)
+
+
+def expand_inputs(spec: str | Path) -> list[Path]:
+    """The image files named by a file, a folder (its images, sorted) or a glob pattern.
+
+    Raises:
+        SeglabError: nothing matches, or two inputs share a stem (their outputs would collide).
+    """
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+    if not files:
+        raise DataError(spec, "no image files found (expected a file, a folder of images or a glob pattern)")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DataError(f, f"shares its stem with {stems[f.stem]}; outputs would collide")
+        stems[f.stem] = f
+    return files
+
+
+class Progress:
+    """Progress over images and tiles: redrawn in place on a TTY, plain lines otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.index, self.name = 0, ""
+
+    def start(self, index: int, name: str) -> None:
+        self.index, self.name = index, name
+
+    def tiles(self, done: int, total: int) -> None:
+        if self.tty:
+            self.stream.write(f"\r[{self.index}/{self.total}] {self.name}: tile {done}/{total}")
+            self.stream.flush()
+
+    def line(self, text: str) -> None:
+        prefix = "\r\033[K" if self.tty else ""
+        self.stream.write(f"{prefix}[{self.index}/{self.total}] {self.name}: {text}\n")
+        self.stream.flush()
+
+
+def predict_files(
+    predictor: Any, inputs: list[Path], out_dir: str | Path, *, coco: bool = False, skip_existing: bool = False,
+    workers: int = 1, progress: Progress | None = None, on_error: Callable[[SeglabError], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Predict every input and write its outputs and ``out_dir/summary.csv``.
+
+    Args:
+        predictor: a :class:`~seglab.inference.Predictor`.
+        inputs: image files (see :func:`expand_inputs`).
+        out_dir: output folder (created).
+        coco: also write ``<stem>_coco.json``.
+        skip_existing: skip images whose outputs all exist (resume an interrupted run).
+        workers: background threads reading upcoming images (0: read in the main thread).
+        progress: progress printer (default: one on stderr).
+        on_error: called with a bad image's error, after which the run goes on; when ``None``
+            the error is raised.
+
+    Returns:
+        The summary rows by stem (including rows of earlier runs kept in ``summary.csv``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "summary.csv"
+    rows = read_summary(summary_path)
+    progress = progress or Progress(len(inputs))
+    todo = [p for p in inputs if not (skip_existing and _done(p, out_dir, predictor.task, coco))]
+    for p in inputs:
+        if p not in todo:
+            progress.start(inputs.index(p) + 1, p.name)
+            progress.line("outputs exist, skipped")
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+    futures: dict[Path, Future] = {}
+    try:
+        for i, path in enumerate(todo):
+            if pool is not None:
+                for ahead in todo[i : i + workers + 1]:
+                    if ahead not in futures:
+                        futures[ahead] = pool.submit(open_image, ahead)
+            progress.start(inputs.index(path) + 1, path.name)
+            try:
+                source = futures.pop(path).result() if pool is not None else open_image(path)
+                rows[path.stem] = _predict_one(predictor, source, path, out_dir, coco, progress)
+            except SeglabError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+                continue
+            write_summary(summary_path, rows)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return rows
+
+
+def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
+    return all(p.is_file() for p in output_paths(out_dir, path.stem, task=task, coco=coco).values())
+
+
+def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:
+    start = time.perf_counter()
+    labels = predictor.predict_source(source, on_tiles=progress.tiles)
+    write_outputs(out_dir, path.stem, source.read_all(), labels, task=predictor.task, coco=coco, file_name=path.name)
+    row = summary_row(path.stem, labels, time.perf_counter() - start, task=predictor.task)
+    what = f"{row['instances']} instances" if predictor.task == "instance" else "classes"
+    progress.line(f"{what}, {row['seconds']} s")
+    return row

@@ -1,0 +1,223 @@
+"""Prediction outputs that users' tools open; every file is written atomically.
+
+Per image ``<stem>``:
+
+* ``<stem>_instances.tif``: instance ids, uint16 (uint32 past 65,535), zlib (napari, Fiji);
+* ``<stem>_classes.png``: class indices (semantic task);
+* ``<stem>_overlay.png``: label contours drawn on the image;
+* ``<stem>.geojson``: a FeatureCollection (RFC 7946), one Polygon per instance, coordinates
+  ``[x, y]`` in pixels with pixel ``(row, col)`` covering ``[col, col + 1) x [row, row + 1)``
+  (QuPath's convention), exterior ring closed and counter-clockwise in the ``(x, y)`` plane,
+  properties ``id``, ``area`` (pixels), ``centroid`` ``[x, y]``, QuPath's ``objectType`` and
+  ``classification``; imports into QuPath with File > Import objects;
+* ``<stem>_coco.json`` (optional): COCO instance annotations with compressed RLE masks.
+
+``summary.csv`` lists per image: stem, instances, mean area, seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from seglab.data.io import write_image, write_label
+from seglab.fileio import write_json_atomic, write_text_atomic
+
+SUMMARY_FIELDS = ("stem", "instances", "mean_area", "seconds")
+NUCLEUS_COLOR = [255, 200, 0]
+
+
+def output_paths(out_dir: str | Path, stem: str, *, task: str = "instance", coco: bool = False) -> dict[str, Path]:
+    """The files ``seglab predict`` writes for one image (what ``--skip-existing`` checks)."""
+    out_dir = Path(out_dir)
+    if task == "semantic":
+        return {"classes": out_dir / f"{stem}_classes.png", "overlay": out_dir / f"{stem}_overlay.png"}
+    paths = {
+        "instances": out_dir / f"{stem}_instances.tif",
+        "overlay": out_dir / f"{stem}_overlay.png",
+        "geojson": out_dir / f"{stem}.geojson",
+    }
+    if coco:
+        paths["coco"] = out_dir / f"{stem}_coco.json"
+    return paths
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """Any ``H x W [x C]`` image as uint8 RGB: gray repeated, alpha dropped, 16-bit/float stretched."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    image = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
+    if image.dtype != np.uint8:
+        lo, hi = np.percentile(image, (0.5, 99.5)) if image.size else (0, 1)
+        scaled = (image.astype(np.float32) - lo) / max(float(hi - lo), 1e-12)
+        image = (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else np.ascontiguousarray(image)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] = (255, 255, 0)) -> np.ndarray:
+    """The image (as uint8 RGB) with every label's inner contour painted in ``color``."""
+    from skimage.segmentation import find_boundaries
+
+    out = display_rgb(image).copy()
+    out[find_boundaries(labels, mode="inner") & (labels > 0)] = color
+    return out
+
+
+def _ring(mask: np.ndarray, r0: int, c0: int) -> list[list[float]]:
+    """Outer ring of a binary crop as closed ``[x, y]`` points (pixel-corner convention)."""
+    from skimage.measure import find_contours
+
+    contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
+    areas = [_signed_area(c[:, 1], c[:, 0]) for c in contours]
+    best = contours[int(np.argmax(np.abs(areas)))]
+    xy = np.stack([best[:, 1] + c0 - 0.5, best[:, 0] + r0 - 0.5], axis=1)  # -1 pad, +0.5 centre
+    if _signed_area(xy[:, 0], xy[:, 1]) < 0:
+        xy = xy[::-1]
+    if not np.array_equal(xy[0], xy[-1]):
+        xy = np.vstack([xy, xy[:1]])
+    return np.round(xy, 3).tolist()
+
+
+def _signed_area(x: np.ndarray, y: np.ndarray) -> float:
+    """Shoelace area, positive for counter-clockwise rings in the (x, y) plane."""
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def instance_features(
+    labels: np.ndarray, *, object_type: str = "detection", class_name: str = "Nucleus",
+) -> list[dict[str, Any]]:
+    """One GeoJSON Polygon Feature per instance (see module docstring for the conventions)."""
+    labels = np.asarray(labels)
+    ids = np.flatnonzero(np.bincount(labels.ravel()))
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return []
+    area = ndi.sum_labels(np.ones_like(labels, dtype=np.float64), labels, ids)
+    cy, cx = (np.asarray(c) for c in zip(*ndi.center_of_mass(np.ones_like(labels), labels, ids), strict=True))
+    slices = ndi.find_objects(labels)
+    features = []
+    for i, lab in enumerate(ids.tolist()):
+        sl = slices[lab - 1]
+        ring = _ring(labels[sl] == lab, sl[0].start, sl[1].start)
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {
+                "id": lab,
+                "area": int(area[i]),
+                "centroid": [round(float(cx[i]) + 0.5, 3), round(float(cy[i]) + 0.5, 3)],
+                "objectType": object_type,
+                "classification": {"name": class_name, "color": NUCLEUS_COLOR},
+                "isLocked": False,
+            },
+        })
+    return features
+
+
+def to_geojson(labels: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of the instances of ``labels``."""
+    return {"type": "FeatureCollection", "features": instance_features(labels, **kwargs)}
+
+
+def coco_rles(labels: np.ndarray) -> dict[int, dict[str, Any]]:
+    """Compressed COCO RLE of every instance, in one vectorised pass over the map.
+
+    Equal to ``seglab.data.rle.rle_encode(labels == i)`` for each id ``i``, without an
+    ``H x W`` pass per instance.
+    """
+    from seglab.data.rle import counts_to_string
+
+    h, w = labels.shape
+    flat = np.asarray(labels).ravel(order="F")
+    pos = np.flatnonzero(flat)
+    order = np.argsort(flat[pos], kind="stable")
+    pos, lab = pos[order], flat[pos][order]
+    new_run = np.ones(pos.size, dtype=bool)
+    new_run[1:] = (np.diff(pos) != 1) | (np.diff(lab) != 0)
+    starts = np.flatnonzero(new_run)
+    run_lab, run_start = lab[starts], pos[starts]
+    run_len = np.diff(np.append(starts, pos.size))
+    out = {}
+    bounds = np.flatnonzero(np.diff(np.append(run_lab, -1)) != 0) + 1
+    for a, b in zip(np.append(0, bounds[:-1]), bounds, strict=True):
+        s, n = run_start[a:b], run_len[a:b]
+        ends = s + n
+        counts = np.empty(2 * (b - a) + 1, dtype=np.int64)
+        counts[0::2][:-1] = s - np.append(0, ends[:-1])
+        counts[1::2] = n
+        counts[-1] = h * w - ends[-1]
+        if counts[-1] == 0:  # no trailing run of zeros (as pycocotools)
+            counts = counts[:-1]
+        out[int(run_lab[a])] = {"size": [h, w], "counts": counts_to_string(counts.tolist())}
+    return out
+
+
+def to_coco(labels: np.ndarray, *, file_name: str, image_id: int = 1, category: str = "nucleus") -> dict[str, Any]:
+    """COCO instance annotations (one category) with compressed RLE segmentations."""
+    slices = ndi.find_objects(labels)
+    annotations = []
+    for lab, rle in coco_rles(labels).items():
+        sl = slices[lab - 1]
+        y0, x0 = sl[0].start, sl[1].start
+        annotations.append({
+            "id": lab, "image_id": image_id, "category_id": 1, "segmentation": rle, "iscrowd": 0,
+            "area": int(np.count_nonzero(labels[sl] == lab)),
+            "bbox": [x0, y0, sl[1].stop - x0, sl[0].stop - y0],
+        })
+    return {
+        "images": [{"id": image_id, "file_name": file_name, "height": labels.shape[0], "width": labels.shape[1]}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": category}],
+    }
+
+
+def write_outputs(
+    out_dir: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, *, task: str = "instance",
+    coco: bool = False, file_name: str | None = None,
+) -> dict[str, Path]:
+    """Write every output of one image (atomically) and return their paths."""
+    paths = output_paths(out_dir, stem, task=task, coco=coco)
+    if task == "semantic":
+        write_label(paths["classes"], labels)
+    else:
+        write_label(paths["instances"], labels)
+        write_json_atomic(paths["geojson"], to_geojson(labels), indent=None)
+        if coco:
+            write_json_atomic(paths["coco"], to_coco(labels, file_name=file_name or stem), indent=None)
+    write_image(paths["overlay"], overlay(image, labels))
+    return paths
+
+
+def summary_row(stem: str, labels: np.ndarray, seconds: float, *, task: str = "instance") -> dict[str, Any]:
+    """One ``summary.csv`` row: instance count and mean area (pixels), seconds spent."""
+    if task == "semantic":
+        return {"stem": stem, "instances": "", "mean_area": "", "seconds": f"{seconds:.3f}"}
+    sizes = np.bincount(np.asarray(labels).ravel())[1:]
+    sizes = sizes[sizes > 0]
+    mean = f"{sizes.mean():.1f}" if sizes.size else "0"
+    return {"stem": stem, "instances": int(sizes.size), "mean_area": mean, "seconds": f"{seconds:.3f}"}
+
+
+def read_summary(path: str | Path) -> dict[str, dict[str, str]]:
+    """Rows of an existing ``summary.csv`` by stem (empty when absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as f:
+        return {row["stem"]: row for row in csv.DictReader(f) if "stem" in row}
+
+
+def write_summary(path: str | Path, rows: dict[str, dict[str, Any]]) -> None:
+    """Write ``summary.csv`` atomically, rows sorted by stem."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for stem in sorted(rows):
+        writer.writerow(rows[stem])
+    write_text_atomic(path, buf.getvalue())
