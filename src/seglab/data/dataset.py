@@ -1,0 +1,314 @@
+"""Folder data set: lazy reading, random patches, joint augmentation, targets on the fly.
+
+Layout: ``root/images/<stem>.(png|jpg|jpeg|tif|tiff)`` and ``root/labels/<stem>.(tif|tiff|png)``
+(or MoNuSeg ``<stem>.xml`` in ``root/labels`` or ``root/annotations``). Files are read in
+``__getitem__`` only, so folders of thousands of tiles never sit in memory; uncompressed TIFFs
+are memory-mapped and only the patch is read. Each process keeps the last image it decoded, so
+a data set of one large image with many patches per image decodes it once per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.data.io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    find_file,
+    image_to_tensor,
+    read_image,
+    read_label,
+)
+from seglab.data.targets import IGNORE_INDEX, distance_targets, foreground, three_class_targets
+from seglab.errors import DataError, SeglabError, unknown_choice
+
+TASKS = ("instance", "semantic")
+TARGETS = {"instance": ("three_class", "foreground", "distance", "semantic"), "semantic": ("semantic", "foreground")}
+_LABEL_DIRS = ("labels", "annotations")
+_PAD = -1  # sentinel id of padded label pixels; survives nearest-neighbour transforms
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its label file (``None`` for unlabelled images)."""
+
+    stem: str
+    image: Path
+    label: Path | None = None
+
+
+def find_samples(root: Path, *, require_labels: bool = True) -> list[Sample]:
+    """List the image/label pairs of a folder data set, sorted by stem.
+
+    Raises:
+        DataError: no ``images`` folder or no image in it, two images with one stem, or (with
+            ``require_labels``) an image without a label; the message names the path.
+    """
+    root = Path(root)
+    image_dir = root / "images"
+    if not image_dir.is_dir():
+        raise DataError(image_dir, "folder not found (expected DIR/images/<stem>.png|jpg|tif)")
+    images = sorted(
+        p for p in image_dir.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+    if not images:
+        raise DataError(image_dir, "no images found (.png, .jpg, .jpeg, .tif, .tiff)")
+    samples, seen = [], {}
+    for image in images:
+        if image.stem in seen:
+            raise DataError(image, f"two images with stem {image.stem!r} (also {seen[image.stem]})")
+        seen[image.stem] = image
+        label = _find_label(root, image.stem)
+        if label is None and require_labels:
+            raise DataError(root / "labels" / f"{image.stem}.tif", f"missing label for image {image}")
+        samples.append(Sample(image.stem, image, label))
+    return samples
+
+
+def _find_label(root: Path, stem: str) -> Path | None:
+    for name in _LABEL_DIRS:
+        found = find_file(root / name, stem, (*LABEL_SUFFIXES, ".xml"))
+        if found is not None:
+            return found
+    return None
+
+
+def _orient(arr: Any, label: bool) -> Any:
+    """Apply :func:`seglab.data.io.read_image` / ``read_label`` axis rules to a memory map."""
+    if label:
+        return arr.reshape(arr.shape[-2:]) if arr.ndim > 2 and np.prod(arr.shape[:-2]) == 1 else arr
+    if arr.ndim == 2:
+        return arr[..., None]
+    if arr.ndim == 3 and arr.shape[0] <= 4 and arr.shape[-1] > 4:
+        return np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def _memmap(path: Path, label: bool) -> Any | None:
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        arr = _orient(tifffile.memmap(path, mode="r"), label)
+    except Exception:  # compressed, tiled or otherwise not mappable: read it whole
+        return None
+    ok = arr.ndim == 2 if label else (arr.ndim == 3 and 1 <= arr.shape[-1] <= 4 and arr.dtype != bool)
+    return arr if ok else None
+
+
+def _check_label_crop(path: Path, crop: np.ndarray) -> np.ndarray:
+    if crop.dtype.kind == "f" and (not np.all(np.isfinite(crop)) or np.any(crop != np.round(crop))):
+        raise DataError(path, "label map holds non-integer values")
+    if crop.size and crop.min() < 0:
+        raise DataError(path, "label map holds negative values")
+    return crop.astype(np.int64)
+
+
+def _pad(arr: np.ndarray, size: int, mode: str, value: int = 0) -> np.ndarray:
+    widths = [(0, max(0, size - arr.shape[0])), (0, max(0, size - arr.shape[1]))] + [(0, 0)] * (arr.ndim - 2)
+    if not any(w for _, w in widths):
+        return arr
+    if mode == "reflect" and min(arr.shape[:2]) > 1:
+        return np.pad(arr, widths, mode="reflect")
+    return np.pad(arr, widths, mode="constant", constant_values=value)
+
+
+def _extend_into(label: np.ndarray, padded: np.ndarray) -> np.ndarray:
+    """Copy into the padded pixels the label of the nearest unpadded pixel."""
+    if padded.all():
+        return np.zeros_like(label)
+    from scipy import ndimage
+
+    rows, cols = ndimage.distance_transform_edt(padded, return_distances=False, return_indices=True)
+    return label[rows, cols]
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Random patches (or whole images) with their targets, read lazily from a folder data set.
+
+    Args:
+        samples: from :func:`find_samples` (labels required).
+        task: ``"instance"`` (labels are instance ids) or ``"semantic"`` (class indices, 255 ignore).
+        targets: names of the targets to return: instance task ``"three_class"``,
+            ``"foreground"``, ``"distance"``, ``"semantic"`` (= foreground classes); semantic
+            task ``"semantic"``, ``"foreground"``.
+        patch_size: side of the random square patch; ``None`` returns whole images. Images
+            smaller than the patch are padded (image by reflection, labels with background and
+            the class targets with 255 = ignore in the padded area).
+        patches_per_image: patches drawn per image and epoch; ``len = len(samples) * this``.
+        transform: joint ``(image, label) -> (image, label)``, e.g. ``build_transforms(...)``.
+        seed: mixed with one draw from torch's global generator per item to place the patch,
+            so runs repeat under ``torch.manual_seed`` and DataLoader workers (which torch
+            seeds differently) draw different patches.
+
+    Items are dicts: ``"image"`` float32 ``C x P x P`` in [0, 1]; ``"instances"`` int64
+    ``P x P`` (instance task) or ``"semantic"`` int64 with 255 = ignore (semantic task); one
+    entry per target (``"three_class"``, ``"foreground"``, ``"semantic"`` int64 with 255 =
+    ignore; ``"distance"`` float32); ``"stem"`` str. RGBA images lose their alpha channel.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        task: str = "instance",
+        targets: tuple[str, ...] = ("three_class",),
+        patch_size: int | None = 256,
+        patches_per_image: int = 1,
+        transform: Callable | None = None,
+        seed: int = 0,
+    ) -> None:
+        if task not in TASKS:
+            raise unknown_choice("task", task, TASKS)
+        for name in targets:
+            if name not in TARGETS[task]:
+                raise unknown_choice(f"target for the {task} task", name, TARGETS[task])
+        if not samples:
+            raise SeglabError("the data set has no samples")
+        missing = [s for s in samples if s.label is None]
+        if missing:
+            raise DataError(missing[0].image, "image has no label")
+        if (patch_size is not None and patch_size < 1) or patches_per_image < 1:
+            raise SeglabError("patch_size and patches_per_image must be positive")
+        self.samples = list(samples)
+        self.task, self.targets = task, tuple(targets)
+        self.patch_size, self.patches_per_image = patch_size, patches_per_image
+        self.transform, self.seed = transform, seed
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        self._cache: dict[str, tuple[Path, Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_cache={})
+        return state
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.patches_per_image
+
+    def _generator(self) -> np.random.Generator:
+        """A generator for one item: one draw from torch's global generator, mixed with ``seed``."""
+        return np.random.default_rng([self.seed, int(torch.randint(0, 2**62, ()).item())])
+
+    def _load(self, kind: str, path: Path, shape: tuple[int, int] | None = None) -> Any:
+        cached = self._cache.get(kind)
+        if cached is not None and cached[0] == path:
+            return cached[1]
+        arr = _memmap(path, label=kind == "label")
+        if arr is None and kind == "image":
+            arr = read_image(path)
+        elif arr is None and path.suffix.lower() == ".xml":
+            from seglab.data.monuseg import read_monuseg_xml
+
+            arr = read_monuseg_xml(path, shape)
+        elif arr is None:
+            arr = read_label(path)
+        self._cache[kind] = (path, arr)
+        return arr
+
+    def read(self, sample: Sample, box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read the image (``H x W x C``, stored dtype) and int64 label of a sample, or a window.
+
+        Args:
+            box: ``(top, left, height, width)``, or ``None`` for everything.
+        """
+        image = self._load("image", sample.image)
+        label = self._load("label", sample.label, image.shape[:2])
+        if tuple(label.shape) != tuple(image.shape[:2]):
+            raise DataError(
+                sample.label,
+                f"label shape {tuple(label.shape)} differs from image {sample.image} shape {tuple(image.shape[:2])}",
+            )
+        if box is not None:
+            top, left, h, w = box
+            image, label = image[top : top + h, left : left + w], label[top : top + h, left : left + w]
+        image = np.array(image[..., :3] if image.shape[-1] == 4 else image)
+        return image, _check_label_crop(sample.label, np.asarray(label))
+
+    def _window(self, sample: Sample) -> tuple[int, int, int, int] | None:
+        if self.patch_size is None:
+            return None
+        h, w = self._load("image", sample.image).shape[:2]
+        rng, p = self._generator(), self.patch_size
+        top = int(rng.integers(0, h - p + 1)) if h > p else 0
+        left = int(rng.integers(0, w - p + 1)) if w > p else 0
+        return top, left, min(p, h), min(p, w)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        sample = self.samples[index % len(self.samples)]
+        image, label = self.read(sample, self._window(sample))
+        if self.patch_size is not None:
+            pad_value = _PAD if self.task == "instance" else IGNORE_INDEX
+            image = _pad(image, self.patch_size, "reflect")
+            label = _pad(label, self.patch_size, "constant", pad_value)
+        image_t, label_t = image_to_tensor(image), torch.from_numpy(label)
+        if self.transform is not None:
+            image_t, label_t = self.transform(image_t, label_t)
+        item = self._targets(label_t.numpy())
+        item.update(image=image_t.float(), stem=sample.stem)
+        return item
+
+    def _targets(self, label: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.task == "semantic":
+            out["semantic"] = torch.from_numpy(label.astype(np.int64))
+            if "foreground" in self.targets:
+                out["foreground"] = torch.from_numpy(foreground(label, ignore_index=IGNORE_INDEX))
+            return out
+        padded = label == _PAD
+        inst = np.where(padded, 0, label)
+        out["instances"] = torch.from_numpy(inst.astype(np.int64))
+        # targets see the padded area as a continuation of the nearest real pixel, so nuclei cut
+        # by the image edge get no boundary there (as at an image border); it is ignored anyway
+        extended = _extend_into(label, padded) if padded.any() else inst
+        makers = {
+            "three_class": lambda: three_class_targets(extended),
+            "foreground": lambda: foreground(inst),
+            "semantic": lambda: foreground(inst),
+            "distance": lambda: np.where(padded, 0, distance_targets(extended)).astype(np.float32),
+        }
+        for name in self.targets:
+            target = makers[name]()
+            if name != "distance":
+                target[padded] = IGNORE_INDEX
+            out[name] = torch.from_numpy(target)
+        return out
+
+
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool | None = None,
+    persistent_workers: bool | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader with sensible defaults: persistent workers when ``num_workers > 0``,
+    pinned memory when CUDA is available. Whole-image data sets with varying sizes need
+    ``batch_size=1``."""
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    if persistent_workers is None:
+        persistent_workers = num_workers > 0
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
+    )
