@@ -40,9 +40,14 @@ def test_combined_is_weighted_sum_and_logs_components():
 
 def test_combined_list_names_and_default_weights():
     logits, target = batch()
-    parts = [DiceLoss(mode="multiclass", ignore_index=255), DiceLoss(mode="multiclass", ignore_index=255, smooth=1.0)]
+    parts = [
+        DiceLoss(mode="multiclass", ignore_index=255),
+        DiceLoss(mode="multiclass", ignore_index=255, smooth=1.0),
+    ]
     combined = CombinedLoss(parts)
-    torch.testing.assert_close(combined(logits, target), parts[0](logits, target) + parts[1](logits, target))
+    torch.testing.assert_close(
+        combined(logits, target), parts[0](logits, target) + parts[1](logits, target)
+    )
     assert list(combined.last_components) == ["dice", "dice_2"]
 
 
@@ -66,9 +71,9 @@ def test_create_loss_from_spec():
     torch.testing.assert_close(loss(logits, target), expected)
 
     loss = create_loss("ce + 0.5*jaccard", mode="multiclass", ignore_index=255)
-    expected = CrossEntropyLoss(mode="multiclass", ignore_index=255)(logits, target) + 0.5 * JaccardLoss(
-        mode="multiclass", ignore_index=255
-    )(logits, target)
+    expected = CrossEntropyLoss(mode="multiclass", ignore_index=255)(
+        logits, target
+    ) + 0.5 * JaccardLoss(mode="multiclass", ignore_index=255)(logits, target)
     torch.testing.assert_close(loss(logits, target), expected)
     assert loss.weights == [1.0, 0.5]
 
@@ -77,7 +82,15 @@ def test_create_loss_from_spec():
 
 
 def test_create_loss_every_name_and_kwarg_routing():
-    assert set(LOSSES) == {"ce", "dice", "jaccard", "generalized_dice", "focal", "tversky", "lovasz"}
+    assert set(LOSSES) == {
+        "ce",
+        "dice",
+        "jaccard",
+        "generalized_dice",
+        "focal",
+        "tversky",
+        "lovasz",
+    }
     logits, target = batch()
     spec = "+".join(LOSSES)
     # gamma only exists on focal, weight not on generalized_dice/lovasz: each goes where it fits

@@ -58,7 +58,9 @@ def test_cross_entropy_matches_torch():
     # multilabel: per-class weight and pos_weight broadcast over N x C x H x W like torch
     ml_target = (torch.rand(2, 4, 8, 8) > 0.5).float()
     pos_weight = torch.tensor([1.0, 3.0, 0.5, 2.0])
-    ours = CrossEntropyLoss(mode="multilabel", weight=weight, pos_weight=pos_weight)(logits, ml_target)
+    ours = CrossEntropyLoss(mode="multilabel", weight=weight, pos_weight=pos_weight)(
+        logits, ml_target
+    )
     theirs = F.binary_cross_entropy_with_logits(
         logits, ml_target, weight=weight.view(1, 4, 1, 1), pos_weight=pos_weight.view(1, 4, 1, 1)
     )
@@ -80,7 +82,9 @@ def test_multiclass_focal_matches_monai():
     logits = torch.randn(2, 3, 8, 8)
     target = torch.randint(0, 3, (2, 8, 8))
     ours = FocalLoss(mode="multiclass", gamma=2.0)(logits, target)
-    theirs = MonaiFocal(use_softmax=True, to_onehot_y=True, gamma=2.0, reduction="none")(logits, target[:, None])
+    theirs = MonaiFocal(use_softmax=True, to_onehot_y=True, gamma=2.0, reduction="none")(
+        logits, target[:, None]
+    )
     torch.testing.assert_close(ours, theirs.sum(1).mean(), atol=1e-6, rtol=1e-5)
 
 
@@ -128,7 +132,9 @@ def test_from_logits_false():
         b = cls(mode="multiclass", from_logits=False)(logits.softmax(1), target)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     a = CrossEntropyLoss(mode="binary")(logits[:, :1], target[:, None].clamp(max=1))
-    b = CrossEntropyLoss(mode="binary", from_logits=False)(logits[:, :1].sigmoid(), target[:, None].clamp(max=1))
+    b = CrossEntropyLoss(mode="binary", from_logits=False)(
+        logits[:, :1].sigmoid(), target[:, None].clamp(max=1)
+    )
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 

@@ -60,7 +60,9 @@ def random_instances() -> torch.Tensor:
     return inst  # images 0 and 3 share ids: they must never mix
 
 
-@pytest.mark.parametrize("params", [{}, {"delta_v": 0.2, "delta_d": 0.8, "alpha": 0.7, "beta": 1.3, "gamma": 0.1}])
+@pytest.mark.parametrize(
+    "params", [{}, {"delta_v": 0.2, "delta_d": 0.8, "alpha": 0.7, "beta": 1.3, "gamma": 0.1}]
+)
 def test_matches_paper_transcription(params):
     emb = (torch.randn(4, 5, 10, 12, dtype=torch.float64) * 0.6).requires_grad_(True)
     inst = random_instances()
@@ -88,7 +90,9 @@ def test_ids_are_arbitrary_and_images_never_mix():
     renamed[1][inst[1] == 9] = 2
     loss_fn = DiscriminativeLoss()
     torch.testing.assert_close(loss_fn(emb, inst), loss_fn(emb, renamed))
-    torch.testing.assert_close(loss_fn(emb, inst), paper_loss(emb, inst, 0.5, 1.5, 1.0, 1.0, 0.001)[0])
+    torch.testing.assert_close(
+        loss_fn(emb, inst), paper_loss(emb, inst, 0.5, 1.5, 1.0, 1.0, 0.001)[0]
+    )
 
 
 def test_empty_batch_is_zero_with_gradient():

@@ -33,7 +33,9 @@ def test_softmax_matches_smp(per_image):
     target = torch.randint(0, 3, (3, 8, 8))  # class 3 absent: "present" skips it
     target[0, 2:4] = 255
     ours = LovaszLoss(mode="multiclass", per_image=per_image, ignore_index=255)(logits, target)
-    theirs = smp.losses.LovaszLoss("multiclass", per_image=per_image, ignore_index=255)(logits, target)
+    theirs = smp.losses.LovaszLoss("multiclass", per_image=per_image, ignore_index=255)(
+        logits, target
+    )
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
 
 

@@ -18,7 +18,15 @@ from seglab.losses import (
 )
 
 torch.manual_seed(0)
-ALL = [CrossEntropyLoss, DiceLoss, JaccardLoss, GeneralizedDiceLoss, FocalLoss, TverskyLoss, LovaszLoss]
+ALL = [
+    CrossEntropyLoss,
+    DiceLoss,
+    JaccardLoss,
+    GeneralizedDiceLoss,
+    FocalLoss,
+    TverskyLoss,
+    LovaszLoss,
+]
 REGION = [DiceLoss, JaccardLoss, GeneralizedDiceLoss, TverskyLoss, LovaszLoss]
 MODES = ["binary", "multiclass", "multilabel"]
 
@@ -66,7 +74,9 @@ def test_ignored_pixels_change_nothing(cls, mode):
     pixel_mask = ignored if mode != "multiclass" else ignored[:, None].expand_as(logits)
     if mode == "binary":
         pixel_mask = pixel_mask.expand_as(logits)
-    garbage = logits.detach().masked_fill(pixel_mask, 0) + pixel_mask * torch.randn_like(logits) * 50
+    garbage = (
+        logits.detach().masked_fill(pixel_mask, 0) + pixel_mask * torch.randn_like(logits) * 50
+    )
     torch.testing.assert_close(loss_fn(garbage, target), loss.detach(), atol=1e-6, rtol=1e-6)
     assert grad[pixel_mask].abs().max().item() == 0.0
     assert grad[~pixel_mask].abs().max().item() > 0.0

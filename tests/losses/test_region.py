@@ -47,7 +47,10 @@ HAND = {"I": (1.9, 0.9), "FP": (0.1, 1.1), "FN": (1.1, 0.1)}
 
 
 def hand_tversky(a: float, b: float) -> float:
-    scores = [i / (i + a * fp + b * fn) for i, fp, fn in zip(HAND["I"], HAND["FP"], HAND["FN"])]
+    scores = [
+        i / (i + a * fp + b * fn)
+        for i, fp, fn in zip(HAND["I"], HAND["FP"], HAND["FN"], strict=True)
+    ]
     return 1 - sum(scores) / 2
 
 
@@ -74,7 +77,9 @@ def test_hand_values_binary():
     logits = torch.log(p / (1 - p))[None, None]
     target = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
     assert DiceLoss(mode="binary")(logits, target).item() == pytest.approx(1 - 3.0 / 4, abs=1e-6)
-    assert JaccardLoss(mode="binary")(logits, target).item() == pytest.approx(1 - 1.5 / 2.5, abs=1e-6)
+    assert JaccardLoss(mode="binary")(logits, target).item() == pytest.approx(
+        1 - 1.5 / 2.5, abs=1e-6
+    )
     # smooth enters numerator and denominator once: (I + s) / (I + FP/2 + FN/2 + s)
     smoothed = DiceLoss(mode="binary", smooth=1.0)(logits, target).item()
     assert smoothed == pytest.approx(1 - 2.5 / (1.5 + 0.25 + 0.25 + 1.0), abs=1e-6)
@@ -115,7 +120,9 @@ def test_dice_jaccard_tversky_match_smp(mode, smooth):
         ),
     ]
     for ours, theirs in pairs:
-        torch.testing.assert_close(ours(logits, target), theirs(logits, target), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            ours(logits, target), theirs(logits, target), atol=1e-6, rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
@@ -142,7 +149,9 @@ def test_dice_all_classes_matches_monai(per_image):
     logits, _ = random_batch("multiclass", c=4)
     target = torch.randint(0, 3, (2, 8, 8))  # class 3 absent: "all" still averages it in
     weight = torch.tensor([1.0, 2.0, 0.5, 1.5])
-    ours = DiceLoss(mode="multiclass", average="all", smooth=0.5, per_image=per_image, weight=weight)
+    ours = DiceLoss(
+        mode="multiclass", average="all", smooth=0.5, per_image=per_image, weight=weight
+    )
     theirs = MonaiDice(
         softmax=True,
         to_onehot_y=True,
@@ -152,7 +161,9 @@ def test_dice_all_classes_matches_monai(per_image):
         smooth_dr=1.0,
         weight=weight,
     )
-    torch.testing.assert_close(ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5
+    )
 
 
 def test_dice_multilabel_sigmoid_matches_monai():
@@ -165,11 +176,21 @@ def test_dice_multilabel_sigmoid_matches_monai():
 @pytest.mark.parametrize("per_image", [False, True])
 def test_tversky_matches_monai(per_image):
     logits, target = random_batch("multiclass")
-    ours = TverskyLoss(mode="multiclass", alpha=0.3, beta=0.7, smooth=1e-5, average="all", per_image=per_image)
-    theirs = MonaiTversky(
-        softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, batch=not per_image, smooth_nr=1e-5, smooth_dr=1e-5
+    ours = TverskyLoss(
+        mode="multiclass", alpha=0.3, beta=0.7, smooth=1e-5, average="all", per_image=per_image
     )
-    torch.testing.assert_close(ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5)
+    theirs = MonaiTversky(
+        softmax=True,
+        to_onehot_y=True,
+        alpha=0.3,
+        beta=0.7,
+        batch=not per_image,
+        smooth_nr=1e-5,
+        smooth_dr=1e-5,
+    )
+    torch.testing.assert_close(
+        ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("per_image", [False, True])
@@ -179,8 +200,12 @@ def test_generalized_dice_matches_monai(per_image, absent):
     if absent:
         target = torch.randint(0, 3, (2, 8, 8))  # class 3 absent: takes the largest present weight
     ours = GeneralizedDiceLoss(mode="multiclass", per_image=per_image, smooth=1e-5)
-    theirs = MonaiGDL(softmax=True, to_onehot_y=True, batch=not per_image, smooth_nr=1e-5, smooth_dr=1e-5)
-    torch.testing.assert_close(ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5)
+    theirs = MonaiGDL(
+        softmax=True, to_onehot_y=True, batch=not per_image, smooth_nr=1e-5, smooth_dr=1e-5
+    )
+    torch.testing.assert_close(
+        ours(logits, target), theirs(logits, target[:, None]), atol=1e-6, rtol=1e-5
+    )
 
 
 def test_generalized_dice_binary_matches_monai_two_channels():
@@ -188,7 +213,9 @@ def test_generalized_dice_binary_matches_monai_two_channels():
     ours = GeneralizedDiceLoss(mode="binary", smooth=1e-5)(logits, target)
     p = torch.sigmoid(logits)
     two = torch.cat([1 - p, p], dim=1)
-    theirs = MonaiGDL(batch=True, smooth_nr=1e-5, smooth_dr=1e-5)(two, torch.cat([1 - target, target], 1))
+    theirs = MonaiGDL(batch=True, smooth_nr=1e-5, smooth_dr=1e-5)(
+        two, torch.cat([1 - target, target], 1)
+    )
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
 
 
