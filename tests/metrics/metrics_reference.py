@@ -55,7 +55,7 @@ def ref_one_to_one(iou: np.ndarray) -> list[tuple[int, int]]:
     if iou.size == 0:
         return []
     rows, cols = linear_sum_assignment(-iou)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] > 0]
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] > 0]
 
 
 def ref_aji_plus(gt: np.ndarray, pred: np.ndarray) -> float:

@@ -134,7 +134,7 @@ def test_against_torchmetrics(seed):
         tm.update(to_t(ps, pi), to_t(gs, gi))
     per_class = tm.compute().numpy()  # (classes, 3): things sorted then stuff sorted
     got = acc.compute()
-    for row, c in zip(per_class, sorted(THINGS) + sorted(STUFFS)):
+    for row, c in zip(per_class, sorted(THINGS) + sorted(STUFFS), strict=True):
         assert (got["per_class"][c]["pq"], got["per_class"][c]["sq"], got["per_class"][c]["rq"]) == pytest.approx(tuple(row), abs=1e-6)
 
 

@@ -34,7 +34,7 @@ def _loop_reference(preds, targets, k, ignore):
     """Per-class counts by boolean masks, summed over images."""
     tp, fp, fn = np.zeros(k), np.zeros(k), np.zeros(k)
     correct = total = 0
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=True):
         valid = t != ignore
         for c in range(k):
             tp[c] += np.sum((p == c) & (t == c) & valid)
@@ -46,7 +46,12 @@ def _loop_reference(preds, targets, k, ignore):
 
 
 def test_random_against_loops_and_torchmetrics():
-    from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex, MulticlassPrecision, MulticlassRecall
+    from torchmetrics.classification import (
+        MulticlassF1Score,
+        MulticlassJaccardIndex,
+        MulticlassPrecision,
+        MulticlassRecall,
+    )
 
     rng = np.random.default_rng(0)
     k = 5
@@ -54,7 +59,7 @@ def test_random_against_loops_and_torchmetrics():
     targets[rng.random(targets.shape) < 0.1] = 255
     preds = np.where(rng.random(targets.shape) < 0.6, np.minimum(targets, k - 1), rng.integers(0, k, targets.shape))
     acc = ConfusionMatrix(k)
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=True):
         acc.update(torch.from_numpy(p), t)  # torch and numpy mixed
     r = acc.compute()
     tp, fp, fn, pa = _loop_reference(preds, targets, k, 255)

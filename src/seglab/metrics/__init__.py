@@ -6,6 +6,7 @@ tensors. Data-set figures exist as the mean over images and pooled over all imag
 """
 
 from seglab.metrics.aggregate import InstanceMetrics
+from seglab.metrics.evaluate import evaluate_folders, format_table
 from seglab.metrics.instance import aji, aji_plus, foreground_dice, object_f1, panoptic_quality
 from seglab.metrics.overlap import Overlaps, pair_overlaps
 from seglab.metrics.panoptic import PanopticMetrics, panoptic_counts, panoptic_scores
@@ -19,7 +20,9 @@ __all__ = [
     "aji",
     "aji_plus",
     "confusion_matrix",
+    "evaluate_folders",
     "foreground_dice",
+    "format_table",
     "object_f1",
     "pair_overlaps",
     "panoptic_counts",

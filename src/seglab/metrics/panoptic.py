@@ -65,7 +65,7 @@ def panoptic_counts(gt_semantic: object, gt_instance: object, pred_semantic: obj
     """
     maps = [as_label_array(m, n) for m, n in zip(
         (gt_semantic, gt_instance, pred_semantic, pred_instance),
-        ("gt_semantic", "gt_instance", "pred_semantic", "pred_instance"))]
+        ("gt_semantic", "gt_instance", "pred_semantic", "pred_instance"), strict=True)]
     if len({m.shape for m in maps}) != 1:
         raise ValueError(f"panoptic maps differ in shape: {[m.shape for m in maps]}")
     things, stuffs = set(things), set(stuffs)
