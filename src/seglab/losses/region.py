@@ -144,8 +144,13 @@ class DiceLoss(TverskyLoss):
     """Soft Dice loss ``1 - (I + s) / (I + FP/2 + FN/2 + s)`` per class, averaged.
 
     Milletari et al. 2016, "V-Net: fully convolutional neural networks for volumetric medical
-    image segmentation". Equal to ``1 - (2I + 2s) / (P + T + 2s)``. Arguments, averaging and shapes
+    image segmentation". Equal to ``1 - (2I + 2s) / (P + T + 2s)``. Arguments and averaging
     as in :class:`TverskyLoss`, with alpha = beta = 1/2 fixed.
+
+    Shape:
+        - logits: N x C x H x W (binary: N x 1 x H x W or N x H x W).
+        - target: multiclass N x H x W int; binary N x H x W or N x 1 x H x W; multilabel N x C x H x W.
+        - output: scalar.
     """
 
     _fixed = (0.5, 0.5)
@@ -183,8 +188,13 @@ class JaccardLoss(DiceLoss):
     """Soft Jaccard (IoU) loss ``1 - (I + s) / (P + T - I + s)`` per class, averaged.
 
     Rahman & Wang 2016, "Optimizing intersection-over-union in deep neural networks for image
-    segmentation". Arguments, averaging and shapes as in :class:`TverskyLoss`, with
+    segmentation". Arguments and averaging as in :class:`TverskyLoss`, with
     alpha = beta = 1 fixed.
+
+    Shape:
+        - logits: N x C x H x W (binary: N x 1 x H x W or N x H x W).
+        - target: multiclass N x H x W int; binary N x H x W or N x 1 x H x W; multilabel N x C x H x W.
+        - output: scalar.
     """
 
     _fixed = (1.0, 1.0)
