@@ -211,3 +211,15 @@ def _aji_sums(gt, pred):
         used.add(b)
     u += sum((pred == p).sum() for b, p in enumerate(p_ids) if b not in used)
     return c, u
+
+
+@pytest.mark.parametrize("offset,max_dense_bins", [(0, None), (10**5, None), (2**40, None), (0, 10), (10**5, 10)])
+def test_every_pairing_path_gives_the_same_table(offset, max_dense_bins):
+    """Raw-id bincount, look-up-table relabelling, np.unique relabelling and the sparse table."""
+    gt, pred = ref.random_instance_pair(np.random.default_rng(21))
+    want = pair_overlaps(gt, pred)
+    shifted = np.where(pred > 0, pred + offset, 0)
+    got = pair_overlaps(gt, shifted, max_dense_bins=max_dense_bins)
+    np.testing.assert_array_equal(got.pred_ids, want.pred_ids + offset)
+    for name in ("gt_ids", "gt_area", "pred_area", "pair_gt", "pair_pred", "inter", "union", "iou"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)

@@ -104,8 +104,10 @@ def _dense_table(g: np.ndarray, p: np.ndarray, g_top: int, p_top: int):
     code += p
     table = np.bincount(code, minlength=(g_top + 1) * width).reshape(g_top + 1, width)
     g_area, p_area = table.sum(1), table.sum(0)
-    gi, pi = np.nonzero(table[1:, 1:])
-    return g_area, p_area, gi + 1, pi + 1, table[gi + 1, pi + 1]
+    flat = np.flatnonzero(table)  # contiguous scan: cheaper than nonzero() on a 2-D slice
+    gi, pi = np.divmod(flat, width)
+    keep = (gi > 0) & (pi > 0)
+    return g_area, p_area, gi[keep], pi[keep], table.ravel()[flat[keep]]
 
 
 def _sparse_table(g: np.ndarray, p: np.ndarray, g_top: int, p_top: int):
