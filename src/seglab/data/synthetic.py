@@ -3,7 +3,7 @@
 Each tile is drawn from a ``numpy.random.Generator`` seeded with ``seed``, so a seed always gives
 the same tile. Nuclei are perturbed ellipses (an ellipse whose radius is modulated by a few
 low-order harmonics, so each is star-shaped) with radii of about 4-14 px, whatever the tile size
-(the pixel scale of a 40x slide). About two thirds are placed against an existing nucleus, so
+(the pixel scale of a 40x slide). About half are placed against an existing nucleus, so
 clusters of touching nuclei are common; heavy overlap is rejected. Where two nuclei overlap, a
 pixel goes to the one whose normalised radius ``|p - c| / r(angle)`` is smaller, which gives a
 clean shared boundary. Fragments are then removed so every id is one 4-connected region, and ids
@@ -49,7 +49,7 @@ def _place_nuclei(rng: np.random.Generator, size: int) -> list[tuple]:
     """Centres and shape parameters of nuclei: clustered, touching, never heavily overlapping."""
     coverage = rng.uniform(0.2, 0.38)
     target = int(coverage * size * size / (np.pi * 7.5**2))
-    p_cluster = rng.uniform(0.55, 0.8)
+    p_cluster = rng.uniform(0.4, 0.7)
     centres = np.zeros((0, 2))
     radii = np.zeros(0)
     nuclei = []

@@ -108,9 +108,10 @@ def _contact_graph(dense: np.ndarray) -> list[set[int]]:
         other = padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
         touch = (dense != other) & (dense > 0) & (other > 0)
         pairs.append(np.stack([dense[touch], other[touch]], axis=1))
-    edges = np.unique(np.concatenate(pairs), axis=0)
+    both = np.concatenate(pairs)
+    codes = np.unique(both[:, 0] * (k + 1) + both[:, 1])
     graph: list[set[int]] = [set() for _ in range(k + 1)]
-    for i, j in edges.tolist():
+    for i, j in zip((codes // (k + 1)).tolist(), (codes % (k + 1)).tolist(), strict=True):
         graph[i].add(j)
         graph[j].add(i)
     return graph
@@ -180,6 +181,14 @@ def relabel_sequential(inst: Any) -> Any:
         shift = 0 if (uniq.numel() and uniq[0] == 0) else 1
         return (inv + shift).to(torch.int64)
     arr = np.asarray(inst)
+    top = int(arr.max(initial=0))
+    if arr.size and arr.min() >= 0 and top <= 4 * arr.size + 1024:  # small ids: a lookup table
+        present = np.zeros(top + 1, bool)
+        present[arr] = True
+        present[0] = False
+        lut = np.cumsum(present).astype(np.int64)
+        lut[~present] = 0
+        return lut[arr]
     uniq, inv = np.unique(arr, return_inverse=True)
     shift = 0 if (uniq.size and uniq[0] == 0) else 1
     return (inv.reshape(arr.shape) + shift).astype(np.int64)
