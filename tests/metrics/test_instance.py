@@ -223,3 +223,13 @@ def test_every_pairing_path_gives_the_same_table(offset, max_dense_bins):
     np.testing.assert_array_equal(got.pred_ids, want.pred_ids + offset)
     for name in ("gt_ids", "gt_area", "pred_area", "pair_gt", "pair_pred", "inter", "union", "iou"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+
+
+def test_instance_metrics_without_images_is_nan():
+    out = InstanceMetrics(f1_thresholds=(0.5, 0.75)).compute()
+    assert set(out["mean"]) == {"aji", "aji_plus", "pq", "sq", "dq", "f1", "dice", "f1@0.5", "precision@0.5",
+                                "recall@0.5", "f1@0.75", "precision@0.75", "recall@0.75"}
+    assert all(np.isnan(v) for v in out["pooled"].values())
+    acc = InstanceMetrics(f1_thresholds=(0.5, 0.75))
+    acc.update(np.zeros((4, 4), int), np.zeros((4, 4), int))
+    assert set(acc.compute()["mean"]) == set(out["mean"])  # same keys once images are seen

@@ -112,9 +112,8 @@ class InstanceMetrics:
         counts summed over all images. ``pooled`` also holds the total ``tp``, ``fp``, ``fn``.
         """
         if not self._sums:
-            keys = scores_from_sums(image_sums(np.zeros((1, 1), int), np.zeros((1, 1), int), 0.5, self.f1_thresholds), self.f1_thresholds)
-            nan = dict.fromkeys(keys, float("nan"))
-            return {"mean": dict(nan), "pooled": dict(nan)}
+            keys = [*SCORE_KEYS] + [f"{m}@{t:g}" for t in self.f1_thresholds for m in ("f1", "precision", "recall")]
+            return {"mean": dict.fromkeys(keys, float("nan")), "pooled": dict.fromkeys(keys, float("nan"))}
         keys = [k for k in self.per_image[0] if k not in ("tp", "fp", "fn")]
         mean = {k: float(np.mean([s[k] for s in self.per_image])) for k in keys}
         total = {k: sum(s[k] for s in self._sums) for k in self._sums[0]}
