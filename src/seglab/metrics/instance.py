@@ -134,7 +134,9 @@ def panoptic_quality(gt: object, pred: object, iou_threshold: float = 0.5) -> di
     """Panoptic quality of one class of things (Kirillov et al. 2019).
 
     ``PQ = SQ * DQ`` with ``SQ = sum(IoU of matches) / TP`` and ``DQ = TP / (TP + FP/2 + FN/2)``;
-    a pair matches when IoU > ``iou_threshold`` (strictly; see :func:`match_stats`).
+    a pair matches when IoU > ``iou_threshold`` (strictly; see :func:`match_stats`). MONAI's
+    ``compute_panoptic_quality`` and torchmetrics' ``PanopticQuality`` are strict too, so a pair
+    at IoU exactly 0.5 is unmatched in all three (checked in the tests).
 
     Returns:
         ``{"pq", "sq", "dq", "tp", "fp", "fn"}``; both maps empty gives PQ = SQ = DQ = 1.0.

@@ -9,8 +9,8 @@ Two matchings are used by the instance metrics:
   maximises the total IoU, ``scipy.optimize.linear_sum_assignment`` on the IoU matrix as
   HoVer-Net and MONAI do. Pairs with IoU 0 are never kept. The assignment is solved separately on
   each connected group of overlapping instances (the same optimum, without a dense ``G x P``
-  matrix); an instance that overlaps exactly one other, which overlaps only it, is paired
-  directly.
+  matrix); star-shaped groups (one instance and the instances that overlap only it) keep their
+  largest-IoU pair directly.
 """
 
 from __future__ import annotations
@@ -20,35 +20,47 @@ import numpy as np
 from seglab.metrics.overlap import Overlaps
 
 
+def _best_per(key: np.ndarray, iou: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """Among the pairs ``subset``, the largest-IoU pair of each ``key`` value (ties: first)."""
+    if len(subset) == 0:
+        return subset
+    order = subset[np.lexsort((-iou[subset], key[subset]))]  # stable: ties keep pair order
+    first = np.ones(len(order), bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    return order[first]
+
+
 def best_per_gt(ov: Overlaps) -> np.ndarray:
     """Indices (into the pair arrays) of each ground truth's largest-IoU pair.
 
     Returns:
         ``(n,)`` pair indices, one per ground-truth instance that overlaps any prediction.
     """
-    if len(ov.iou) == 0:
-        return np.zeros(0, np.int64)
-    order = np.lexsort((-ov.iou, ov.pair_gt))  # stable: ties keep the (gt, pred) order
-    gt_sorted = ov.pair_gt[order]
-    first = np.ones(len(order), bool)
-    first[1:] = gt_sorted[1:] != gt_sorted[:-1]
-    return order[first]
+    return _best_per(ov.pair_gt, ov.iou, np.arange(len(ov.iou)))
 
 
 def one_to_one(ov: Overlaps) -> np.ndarray:
     """Indices (into the pair arrays) of the one-to-one pairing of maximal total IoU.
 
+    Groups shaped as a star (one ground truth whose predictions overlap nothing else, or one
+    prediction whose ground truths overlap nothing else; a lone pair is both) simply keep their
+    largest-IoU pair; the other groups go to ``linear_sum_assignment``.
+
     Returns:
         ``(n,)`` pair indices; each ground truth and each prediction appears at most once.
     """
-    m = len(ov.iou)
-    if m == 0:
+    if len(ov.iou) == 0:
         return np.zeros(0, np.int64)
     g_deg = np.bincount(ov.pair_gt, minlength=ov.num_gt)[ov.pair_gt]
     p_deg = np.bincount(ov.pair_pred, minlength=ov.num_pred)[ov.pair_pred]
-    simple = (g_deg == 1) & (p_deg == 1)
-    chosen = [np.flatnonzero(simple)]
-    rest = np.flatnonzero(~simple)
+    gt_star = np.bincount(ov.pair_gt, weights=p_deg > 1, minlength=ov.num_gt)[ov.pair_gt] == 0
+    pred_star = np.bincount(ov.pair_pred, weights=g_deg > 1, minlength=ov.num_pred)[ov.pair_pred] == 0
+    pred_star &= ~gt_star
+    chosen = [
+        _best_per(ov.pair_gt, ov.iou, np.flatnonzero(gt_star)),
+        _best_per(ov.pair_pred, ov.iou, np.flatnonzero(pred_star)),
+    ]
+    rest = np.flatnonzero(~gt_star & ~pred_star)
     if len(rest):
         chosen.append(_assign_groups(ov, rest))
     return np.sort(np.concatenate(chosen))
