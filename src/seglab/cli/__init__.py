@@ -25,13 +25,21 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``seglab: error: ...``, exit 2), no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog.removeprefix("seglab").strip()
+        self.exit(2, f"seglab: error: {where + ': ' if where else ''}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="seglab",
         description="Semantic, instance and panoptic segmentation: data, models, training, prediction, metrics.",
     )
     parser.add_argument("--version", action="version", version=f"seglab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).register(sub)
     return parser

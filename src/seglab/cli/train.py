@@ -1,0 +1,70 @@
+"""``seglab train``: one command from a folder of images and labels to a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# flag name -> config key, for flags that override the YAML config
+_OVERRIDES = (
+    "data", "val", "task", "method", "model", "encoder", "loss", "minutes", "epochs", "max_steps",
+    "devices", "strategy", "accelerator", "num_nodes", "batch_size", "patch", "patches_per_image",
+    "lr", "workers", "seed", "num_classes", "augment", "precision", "out",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model on a folder of images and labels",
+        description="Train on DIR/images + DIR/labels. Flags override --config; the resolved "
+        "configuration is saved as RUN_DIR/config.yaml.",
+    )
+    p.add_argument("--data", help="training folder (images/ and labels/)")
+    p.add_argument("--val", help="validation folder (default: hold out 20%% of --data)")
+    p.add_argument("--task", choices=["instance", "semantic"])
+    p.add_argument("--method", choices=["three_class", "distance"], help="instance route (default three_class)")
+    p.add_argument("--model", help="model name (see `seglab models`; default unet)")
+    p.add_argument("--encoder", help="backbone, e.g. resnet34 or a timm name")
+    p.add_argument("--loss", help='loss spec, e.g. "ce+dice" (default), "ce+0.5*jaccard", "focal"')
+    budget = p.add_argument_group("budget (one of)")
+    budget.add_argument("--minutes", type=float, help="wall-clock training budget")
+    budget.add_argument("--epochs", type=int)
+    budget.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--patch", type=int, help="training patch size (default 256)")
+    p.add_argument("--patches-per-image", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--num-classes", type=int, help="semantic task (default: from the labels)")
+    p.add_argument("--augment", choices=["none", "default", "strong"])
+    p.add_argument("--precision", choices=["auto", "32", "16-mixed", "bf16-mixed"])
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda", "mps"])
+    p.add_argument("--devices", type=int)
+    p.add_argument("--strategy", help="e.g. ddp")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader workers (default 2)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
+    p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from seglab.config import resolve_config
+    from seglab.errors import ConfigError
+    from seglab.engine.trainer import train
+
+    config_path = args.config
+    saved = Path(args.out) / "config.yaml"
+    if args.resume and config_path is None and saved.is_file():
+        config_path = saved
+    overrides = {key: getattr(args, key) for key in _OVERRIDES}
+    config = resolve_config(config_path, overrides)
+    if not config.data:
+        raise ConfigError("--data is required (or a config with `data:`)")
+    result = train(config, resume=args.resume)
+    score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+    print(f"best {result.monitor} {score}  steps {result.steps}  epochs {result.epochs}")
+    print(f"checkpoint {result.best_checkpoint}")
+    return 0

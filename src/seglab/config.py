@@ -1,0 +1,128 @@
+"""Run configuration: flat, validated, YAML in and out.
+
+A training run is described by one :class:`TrainConfig`. It comes from defaults, then a YAML file
+(``--config``), then command-line flags, each overriding the one before. The resolved config is
+saved as ``RUN_DIR/config.yaml`` so that a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from seglab.errors import ConfigError, DataError
+
+Task = Literal["instance", "semantic"]
+Method = Literal["three_class", "distance"]
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; field comments say what each one does."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: str  # folder with images/ and labels/
+    out: str  # run folder: checkpoints, config.yaml, metrics.csv, curves.png, overlays
+    val: str | None = None  # validation folder; None = hold out val_fraction of `data`
+    val_fraction: float = 0.2  # share of images held out when `val` is None (at least one)
+    task: Task = "instance"  # instance (semantic-to-instance) or semantic
+    method: Method = "three_class"  # instance route: 3-class + watershed, or distance watershed
+    num_classes: int | None = None  # semantic only; inferred from the labels when None
+    model: str = "unet"  # a name from seglab.models.MODELS
+    encoder: str | None = None  # backbone: None (classic), resnet18/34/50, any timm name
+    model_kwargs: dict[str, Any] = {}  # extra keyword arguments for the model
+    loss: str = "ce+dice"  # e.g. "ce+dice", "ce+0.5*jaccard", "focal", "lovasz"
+    decoder_kwargs: dict[str, Any] = {}  # instance decoder options (thresholds, min_size)
+    minutes: float | None = None  # wall-clock training budget
+    epochs: int | None = None  # number of epochs (one epoch = patches_per_image x images)
+    max_steps: int | None = None  # number of optimiser steps
+    batch_size: int = 8
+    patch: int = 256  # training patch size (images smaller than this are padded)
+    patches_per_image: int = 4  # random patches drawn per image and epoch
+    augment: Literal["none", "default", "strong"] = "default"
+    lr: float = 2e-3  # peak AdamW learning rate
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
+    warmup: float = 0.05  # share of the budget spent warming up the learning rate
+    grad_clip: float | None = 1.0  # clip gradient norm (None = off)
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"  # auto: AMP on GPU
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int = 1
+    strategy: str = "auto"  # e.g. ddp (gloo on CPU, nccl on GPU)
+    num_nodes: int = 1
+    workers: int = 2  # DataLoader worker processes
+    seed: int = 0
+    val_every: int = 1  # validate every N epochs
+    overlays: int = 4  # validation overlays written at the end
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("val_fraction must lie in (0, 1)")
+        if self.patch < 16 or self.batch_size < 1 or self.patches_per_image < 1:
+            raise ValueError("patch must be >= 16 and batch_size, patches_per_image >= 1")
+        for name in ("minutes", "epochs", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive")
+        return self
+
+    @property
+    def budget_given(self) -> bool:
+        return any(v is not None for v in (self.minutes, self.epochs, self.max_steps))
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        valid = ", ".join(sorted(TrainConfig.model_fields))
+        return ConfigError(f"{source}: unknown config key {key!r}; valid keys: {valid}")
+    return ConfigError(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is a one-line DataError."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise DataError(path, f"invalid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "config must be a YAML mapping of key: value")
+    return data
+
+
+def resolve_config(
+    yaml_path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Defaults <- YAML file <- overrides (flags); ``None`` overrides are ignored."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if yaml_path is not None:
+        values.update(load_yaml(yaml_path))
+        source = str(yaml_path)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, source) from None
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML, atomically."""
+    import yaml
+
+    from seglab.fileio import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config.model_dump(), sort_keys=False))

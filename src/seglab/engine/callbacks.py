@@ -1,0 +1,142 @@
+"""Lightning callbacks and plugins seglab training relies on.
+
+``Budget``             the run's budget (minutes, epochs or steps) as one progress share in
+                       [0, 1] for the learning-rate schedule; stops at the time budget, leaving
+                       room for the last validation, and survives ``--resume``.
+``Throughput``         images per second and ETA in the progress bar, or plain log lines when
+                       stderr is not a terminal.
+``AtomicCheckpointIO`` checkpoints written to a temporary file and renamed, so a kill during a
+                       save leaves the previous ``last.ckpt`` intact.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from seglab.fileio import atomic_path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file beside the target, then ``os.replace``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        with atomic_path(os.fspath(path)) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class Budget(L.Callback):
+    """Track the share of the training budget used; stop when the time budget runs out.
+
+    Args:
+        minutes: wall-clock budget for training (validation included), or None.
+        max_steps: step budget, or None.
+        epochs: epoch budget, or None (uses ``trainer.estimated_stepping_batches``).
+    """
+
+    def __init__(self, *, minutes: float | None = None, max_steps: int | None = None, epochs: int | None = None):
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.max_steps = max_steps
+        self.epochs = epochs
+        self.elapsed_before = 0.0  # seconds spent in earlier (resumed) runs
+        self._start: float | None = None
+        self._val_seconds = 0.0
+        self._val_start = 0.0
+        self._total_steps: float | None = None
+        self._step = 0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (0.0 if self._start is None else time.monotonic() - self._start)
+
+    def progress(self) -> float:
+        shares = []
+        if self.seconds:
+            shares.append(self.elapsed() / self.seconds)
+        if self.max_steps:
+            shares.append(self._step / self.max_steps)
+        if self._total_steps:
+            shares.append(self._step / self._total_steps)
+        return min(1.0, max(shares, default=0.0))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+        self._step = trainer.global_step
+        if self.epochs is not None:
+            total = trainer.estimated_stepping_batches
+            self._total_steps = float(total) if total != float("inf") else None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._step = trainer.global_step
+        if self.seconds is not None and self.elapsed() + self._val_seconds >= self.seconds:
+            trainer.should_stop = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_seconds = time.monotonic() - self._val_start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self.elapsed(), "val_seconds": self._val_seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.elapsed_before = float(state_dict.get("elapsed", 0.0))
+        self._val_seconds = float(state_dict.get("val_seconds", 0.0))
+
+
+class Throughput(L.Callback):
+    """Images per second and ETA; plain lines every ``every`` seconds when not on a TTY."""
+
+    def __init__(self, budget: Budget, *, plain: bool | None = None, every: float = 10.0) -> None:
+        self.budget = budget
+        self.plain = (not sys.stderr.isatty()) if plain is None else plain
+        self.every = every
+        self._images = 0
+        self._t0 = 0.0
+        self._last_print = 0.0
+        self.images_per_second = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._images, self._t0 = 0, time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch["image"]) * trainer.world_size
+        dt = time.monotonic() - self._t0
+        if dt <= 0:
+            return
+        self.images_per_second = self._images / dt
+        progress = self.budget.progress()
+        eta = self.budget.elapsed() * (1 - progress) / progress if progress > 0 else float("nan")
+        pl_module.log("img_s", self.images_per_second, prog_bar=True, on_step=True, on_epoch=False)
+        pl_module.log("eta_s", eta, prog_bar=True, on_step=True, on_epoch=False)
+        now = time.monotonic()
+        if self.plain and trainer.is_global_zero and now - self._last_print >= self.every:
+            self._last_print = now
+            loss = trainer.callback_metrics.get("train/loss_step")
+            loss_text = f"{float(loss):.4f}" if loss is not None else "-"
+            metric = _val_metric(trainer)
+            print(
+                f"epoch {trainer.current_epoch} step {trainer.global_step} loss {loss_text}{metric} "
+                f"{self.images_per_second:.1f} img/s eta {eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.plain and trainer.is_global_zero and not trainer.sanity_checking:
+            print(f"epoch {trainer.current_epoch} validation{_val_metric(trainer)}", file=sys.stderr, flush=True)
+
+
+def _val_metric(trainer: L.Trainer) -> str:
+    parts = []
+    for key in ("val/aji", "val/pq", "val/miou"):
+        if key in trainer.callback_metrics:
+            parts.append(f" {key.split('/')[1]} {float(trainer.callback_metrics[key]):.4f}")
+    return "".join(parts)

@@ -1,0 +1,125 @@
+"""The LightningDataModule: folder data set -> train/val split -> patch loaders.
+
+Images are read lazily by :class:`seglab.data.SegmentationDataset`; this module only decides which
+files go where, measures the channel statistics used for normalisation, and builds loaders.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from seglab.data.dataset import Sample, SegmentationDataset, find_samples
+from seglab.data.io import image_to_tensor, read_image, read_label
+from seglab.data.transforms import build_transforms
+from seglab.engine.recipes import Recipe
+
+
+def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Hold out ``fraction`` of the samples (at least one) for validation, reproducibly.
+
+    With a single sample both sides get it (patches are sampled for training, the whole image is
+    scored for validation); a warning says so.
+    """
+    if len(samples) == 1:
+        print("seglab: warning: one image only; validating on the training image", file=sys.stderr)
+        return list(samples), list(samples)
+    order = sorted(samples, key=lambda s: s.stem)
+    random.Random(seed).shuffle(order)
+    n_val = min(len(order) - 1, max(1, round(fraction * len(order))))
+    return order[n_val:], order[:n_val]
+
+
+def channel_stats(samples: list[Sample], limit: int = 16) -> tuple[int, list[float], list[float]]:
+    """Channel count, mean and std of up to ``limit`` images (scaled to [0, 1])."""
+    sums, squares, count, channels = None, None, 0, None
+    for sample in samples[:limit]:
+        x = image_to_tensor(read_image(sample.image)).double()
+        if channels is None:
+            channels = x.shape[0]
+            sums, squares = np.zeros(channels), np.zeros(channels)
+        if x.shape[0] != channels:
+            from seglab.errors import DataError
+
+            raise DataError(sample.image, f"has {x.shape[0]} channels, other images have {channels}")
+        sums += x.sum((1, 2)).numpy()
+        squares += (x * x).sum((1, 2)).numpy()
+        count += x.shape[1] * x.shape[2]
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 1e-6))
+    return int(channels), [float(m) for m in mean], [float(s) for s in np.maximum(std, 1e-3)]
+
+
+def infer_num_classes(samples: list[Sample]) -> int:
+    """Number of classes of a semantic data set: largest label value (ignoring 255) + 1."""
+    top = 0
+    for sample in samples:
+        label = read_label(sample.label)
+        values = label[label != 255]
+        top = max(top, int(values.max(initial=0)))
+    return max(2, top + 1)
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Train on random patches, validate on whole images (batch size 1: sizes may differ)."""
+
+    def __init__(
+        self,
+        *,
+        train: list[Sample],
+        val: list[Sample],
+        recipe: Recipe,
+        patch: int,
+        patches_per_image: int,
+        batch_size: int,
+        augment: str,
+        channels: int,
+        workers: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.train_samples, self.val_samples = train, val
+        self.recipe = recipe
+        self.patch, self.patches_per_image, self.batch_size = patch, patches_per_image, batch_size
+        self.augment, self.channels, self.workers, self.seed = augment, channels, workers, seed
+
+    def _dataset(self, samples: list[Sample], *, train: bool) -> SegmentationDataset:
+        return SegmentationDataset(
+            samples,
+            task=self.recipe.task,
+            targets=self.recipe.targets,
+            patch_size=self.patch if train else None,
+            patches_per_image=self.patches_per_image if train else 1,
+            transform=build_transforms(self.augment if train else "none", channels=self.channels),
+            seed=self.seed,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self._dataset(self.train_samples, train=True),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_samples) * self.patches_per_image > self.batch_size,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            pin_memory=False,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self._dataset(self.val_samples, train=False),
+            batch_size=1,
+            shuffle=False,
+            num_workers=min(self.workers, 1),
+            persistent_workers=self.workers > 0,
+        )
+
+
+def load_samples(folder: str | Path) -> list[Sample]:
+    """All labelled samples of a folder data set (errors name the folder or file)."""
+    return find_samples(Path(folder), require_labels=True)

@@ -1,0 +1,154 @@
+"""The LightningModule: model + loss + validation metrics for one recipe.
+
+Training sees normalised patches and the recipe's targets; validation runs whole images, turns
+logits into probabilities, decodes instances (instance task) and scores them with
+:class:`seglab.metrics.InstanceMetrics` (AJI, PQ) or a confusion matrix (semantic task).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seglab.engine.recipes import Recipe
+from seglab.errors import SeglabError
+
+
+class SegmentationModule(L.LightningModule):
+    """Wires a seglab model, its loss and its validation metrics.
+
+    Args:
+        model: a seglab model (returns logits, or a dict with ``logits`` and extra heads).
+        recipe: what the task's targets, heads and decoder are.
+        loss: classification loss on ``logits`` vs ``batch[recipe.class_target]``.
+        meta: the checkpoint's ``seglab`` metadata (saved with every checkpoint).
+        lr, weight_decay, schedule, warmup: AdamW and its learning-rate schedule.
+        progress: callable returning the share of the budget used (0..1), for the schedule.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        recipe: Recipe,
+        loss: torch.nn.Module,
+        meta: dict[str, Any],
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        schedule: str = "onecycle",
+        warmup: float = 0.05,
+        progress=None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.loss = loss
+        self.meta = meta
+        self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
+        self.progress = progress or (lambda: 0.0)
+        pre = meta["preprocessing"]
+        self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre["std"]).view(1, -1, 1, 1), persistent=False)
+        self._val_records: list[dict[str, float]] = []
+        self._confusion = None
+
+    # -- forward ----------------------------------------------------------------------------
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalise, run the model and return a dict of named outputs (``logits`` always)."""
+        out = self.model(self.normalise(image).contiguous(memory_format=torch.channels_last))
+        return out if isinstance(out, dict) else {"logits": out}
+
+    def probabilities(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Decoder input: class probabilities, then extra-head maps (sigmoid), N x C' x H x W."""
+        probs = [out["logits"].float().softmax(1)]
+        probs += [out[name].float().sigmoid() for name in self.recipe.aux_heads]
+        if self.recipe.method == "distance":  # decoder wants [foreground, distance]
+            return torch.cat([probs[0][:, 1:2], probs[1]], 1)
+        return torch.cat(probs, 1)
+
+    # -- training ---------------------------------------------------------------------------
+    def _loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        target = batch[self.recipe.class_target]
+        total = self.loss(out["logits"], target)
+        for i, deep in enumerate(out.get("deep", []) or []):
+            total = total + 0.5 ** (i + 1) * self.loss(deep, target)
+        if "distance" in self.recipe.aux_heads:
+            dist = out["distance"].float().sigmoid()[:, 0]
+            valid = batch["foreground"] != 255
+            total = total + 2.0 * F.mse_loss(dist[valid], batch["distance"][valid])
+        return total
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch["image"]), batch)
+        if not torch.isfinite(loss):
+            raise SeglabError(f"loss became {loss.item()} at step {self.global_step}; lower --lr or check the labels")
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["image"]))
+        return loss
+
+    # -- validation -------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_records = []
+        if self.recipe.task == "semantic":
+            from seglab.metrics import ConfusionMatrix
+
+            self._confusion = ConfusionMatrix(self.recipe.num_classes, ignore_index=255)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        out = self(batch["image"])
+        self.log("val/loss", self._loss(out, batch), on_epoch=True, sync_dist=True, batch_size=len(batch["image"]))
+        probs = self.probabilities(out)
+        if self.recipe.task == "semantic":
+            self._confusion.update(probs.argmax(1).cpu().numpy(), batch["semantic"].cpu().numpy())
+            return
+        from seglab.instances import decode
+        from seglab.metrics import aji, panoptic_quality
+
+        for p, gt in zip(probs.cpu().numpy(), batch["instances"].cpu().numpy(), strict=True):
+            pred = decode(self.recipe.decoder, p, **self.meta["decoder"]["kwargs"])
+            pq = panoptic_quality(gt, pred)
+            self._val_records.append({"aji": aji(gt, pred), "pq": pq["pq"]})
+
+    def on_validation_epoch_end(self) -> None:
+        if self.recipe.task == "semantic":
+            scores = self._confusion.compute()
+            self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True, sync_dist=True)
+            self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])), sync_dist=True)
+            return
+        for key in ("aji", "pq"):
+            values = [r[key] for r in self._val_records]
+            value = float(np.mean(values)) if values else 0.0
+            self.log(f"val/{key}", value, prog_bar=True, sync_dist=True)
+
+    # -- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _lr_factor(self, _step: int) -> float:
+        """Learning-rate factor from the share of the budget used (steps, epochs or minutes)."""
+        t = min(max(float(self.progress()), 0.0), 1.0)
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "onecycle" and t < self.warmup:
+            return 0.1 + 0.9 * t / self.warmup
+        if self.schedule == "onecycle":
+            t = (t - self.warmup) / max(1e-8, 1.0 - self.warmup)
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    # -- checkpoint metadata ----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seglab"] = self.meta

@@ -1,0 +1,91 @@
+"""Run-folder pictures: learning curves and validation overlays."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.fileio import atomic_path
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    """Rows of Lightning's metrics.csv as floats (empty cells dropped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return rows
+
+
+def write_curves(run_dir: Path) -> Path | None:
+    """``curves.png``: training loss per step and epoch, validation metrics per epoch."""
+    rows = read_metrics_csv(run_dir / "metrics.csv")
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, style in (("train/loss_step", "-"), ("train/loss_epoch", "o-"), ("val/loss", "s-")):
+        pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), style, label=key, alpha=0.8)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    for key in ("val/aji", "val/pq", "val/miou", "val/dice"):
+        pts = [(r["epoch"], r[key]) for r in rows if key in r and "epoch" in r]
+        if pts:
+            ax_val.plot(*zip(*pts, strict=True), "o-", label=key)
+    ax_val.set_xlabel("epoch")
+    ax_val.set_ylabel("validation score")
+    ax_val.set_ylim(0, 1)
+    ax_val.legend()
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return out
+
+
+@torch.inference_mode()
+def write_overlays(run_dir: Path, module: Any, data: Any, *, count: int) -> list[Path]:
+    """``overlays/<stem>.png``: predicted contours (and ground-truth contours) on validation images."""
+    from seglab.inference.writers import overlay_image
+
+    if count <= 0:
+        return []
+    module = module.eval().cpu()
+    dataset = data._dataset(data.val_samples[:count], train=False)
+    written = []
+    for i in range(min(count, len(dataset))):
+        item = dataset[i]
+        probs = module.probabilities(module(item["image"][None].float()))[0].numpy()
+        image = (item["image"].permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
+        if module.recipe.task == "semantic":
+            labels = probs.argmax(0)
+        else:
+            from seglab.instances import decode
+
+            labels = decode(module.recipe.decoder, probs, **module.meta["decoder"]["kwargs"])
+        out = run_dir / "overlays" / f"{item['stem']}.png"
+        overlay_image(image, labels, out)
+        written.append(out)
+    return written
+
+
+def write_run_report(run_dir: Path, module: Any, data: Any, *, overlays: int) -> None:
+    """Curves and overlays for a finished run (rank zero only)."""
+    write_curves(run_dir)
+    write_overlays(run_dir, module, data, count=overlays)
+

@@ -1,0 +1,43 @@
+"""Config resolution: defaults <- YAML <- flags, and one-line errors for bad keys and values."""
+
+import pytest
+
+from seglab.config import TrainConfig, resolve_config, save_config
+from seglab.errors import ConfigError, DataError
+
+
+def test_flags_override_yaml_and_defaults(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: deeplabv3plus\nbatch_size: 4\npatch: 128\n")
+    config = resolve_config(cfg, {"data": "d", "out": "o", "patch": 64, "lr": None})
+    assert (config.model, config.batch_size, config.patch) == ("deeplabv3plus", 4, 64)
+    assert config.lr == TrainConfig.model_fields["lr"].default  # None flags do not override
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = resolve_config(None, {"data": "d", "out": "o", "minutes": 2.5, "model_kwargs": {"depth": 3}})
+    save_config(config, tmp_path / "config.yaml")
+    assert resolve_config(tmp_path / "config.yaml") == config
+
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("data: d\nout: o\nbatchsize: 4\n")
+    with pytest.raises(ConfigError) as err:
+        resolve_config(cfg)
+    message = str(err.value)
+    assert "\n" not in message and str(cfg) in message and "'batchsize'" in message
+    assert "batch_size" in message and "patches_per_image" in message
+
+
+def test_bad_values_and_files_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="patch must be >= 16"):
+        resolve_config(None, {"data": "d", "out": "o", "patch": 8})
+    with pytest.raises(ConfigError, match="task"):
+        resolve_config(None, {"data": "d", "out": "o", "task": "panoptic"})
+    with pytest.raises(DataError, match="config file not found"):
+        resolve_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(DataError, match="invalid YAML"):
+        resolve_config(broken)
