@@ -136,6 +136,8 @@ def coco_rles(labels: np.ndarray) -> dict[int, dict[str, Any]]:
     h, w = labels.shape
     flat = np.asarray(labels).ravel(order="F")
     pos = np.flatnonzero(flat)
+    if pos.size == 0:
+        return {}
     order = np.argsort(flat[pos], kind="stable")
     pos, lab = pos[order], flat[pos][order]
     new_run = np.ones(pos.size, dtype=bool)
