@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from seglab.errors import ConfigError, DataError
 
 Task = Literal["instance", "semantic"]
-Method = Literal["three_class", "distance"]
+Method = Literal["three_class", "distance", "embedding", "seeds", "recurrent"]
 
 
 class TrainConfig(BaseModel):
@@ -29,7 +29,8 @@ class TrainConfig(BaseModel):
     val: str | None = None  # validation folder; None = hold out val_fraction of `data`
     val_fraction: float = 0.2  # share of images held out when `val` is None (at least one)
     task: Task = "instance"  # instance (semantic-to-instance) or semantic
-    method: Method = "three_class"  # instance route: 3-class + watershed, or distance watershed
+    method: Method = "three_class"  # instance route (see seglab.engine.recipes)
+    embedding_dim: int = 8  # pixel-embedding channels of the embedding routes
     num_classes: int | None = None  # semantic only; inferred from the labels when None
     model: str = "unet"  # a name from seglab.models.MODELS
     encoder: str | None = None  # backbone: None (classic), resnet18/34/50, any timm name

@@ -67,12 +67,15 @@ class SegmentationModule(L.LightningModule):
         return out if isinstance(out, dict) else {"logits": out}
 
     def probabilities(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Decoder input: class probabilities, then extra-head maps (sigmoid), N x C' x H x W."""
-        probs = [out["logits"].float().softmax(1)]
-        probs += [out[name].float().sigmoid() for name in self.recipe.aux_heads]
-        if self.recipe.method == "distance":  # decoder wants [foreground, distance]
-            return torch.cat([probs[0][:, 1:2], probs[1]], 1)
-        return torch.cat(probs, 1)
+        """The decoder's input stack, N x C' x H x W (see :mod:`seglab.engine.recipes`)."""
+        probs = out["logits"].float().softmax(1)
+        if not self.recipe.aux_heads:
+            return probs
+        stack = [probs[:, 1:2]]
+        for name in self.recipe.aux_heads:
+            head = out[name].float()
+            stack.append(head.sigmoid() if self.recipe.aux_activations.get(name) == "sigmoid" else head)
+        return torch.cat(stack, 1)
 
     # -- training ---------------------------------------------------------------------------
     def _loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
@@ -80,11 +83,15 @@ class SegmentationModule(L.LightningModule):
         total = self.loss(out["logits"], target)
         for i, deep in enumerate(out.get("deep", []) or []):
             total = total + 0.5 ** (i + 1) * self.loss(deep, target)
-        if "distance" in self.recipe.aux_heads:
-            dist = out["distance"].float().sigmoid()[:, 0]
-            valid = batch["foreground"] != 255
-            total = total + 2.0 * F.mse_loss(dist[valid], batch["distance"][valid])
-        return total
+        return total + self.aux_loss(out, batch)
+
+    def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """Loss of the extra heads (subclasses add their own); here: the distance regression."""
+        if "distance" not in self.recipe.aux_heads:
+            return out["logits"].new_zeros(())
+        dist = out["distance"].float().sigmoid()[:, 0]
+        valid = batch["foreground"] != 255
+        return 2.0 * F.mse_loss(dist[valid], batch["distance"][valid])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._loss(self(batch["image"]), batch)
@@ -108,13 +115,18 @@ class SegmentationModule(L.LightningModule):
         if self.recipe.task == "semantic":
             self._confusion.update(probs.argmax(1).cpu().numpy(), batch["semantic"].cpu().numpy())
             return
-        from seglab.instances import decode
         from seglab.metrics import aji, panoptic_quality
 
-        for p, gt in zip(probs.cpu().numpy(), batch["instances"].cpu().numpy(), strict=True):
-            pred = decode(self.recipe.decoder, p, **self.meta["decoder"]["kwargs"])
+        for gt, pred in zip(batch["instances"].cpu().numpy(), self.decode_instances(probs), strict=True):
             pq = panoptic_quality(gt, pred)
             self._val_records.append({"aji": aji(gt, pred), "pq": pq["pq"]})
+
+    def decode_instances(self, probs: torch.Tensor) -> list[np.ndarray]:
+        """Instance maps (H x W int32) from the decoder input stack of a batch."""
+        from seglab.instances import decode
+
+        kwargs = self.meta["decoder"]["kwargs"]
+        return [decode(self.recipe.decoder, p, **kwargs) for p in probs.cpu().numpy()]
 
     def on_validation_epoch_end(self) -> None:
         if self.recipe.task == "semantic":

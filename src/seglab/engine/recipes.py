@@ -6,7 +6,17 @@ classes that make touching nuclei separable, and a decoder turns them into an in
 ``three_class``  background / interior / boundary, CE + Dice, marker-controlled watershed.
 ``distance``     background / foreground plus a per-instance normalised distance map (extra
                  head, regressed with MSE on the sigmoid), distance-map watershed.
+``embedding``    foreground + pixel embeddings trained with the discriminative loss
+                 (De Brabandere et al. 2017), decoded by mean-shift on foreground embeddings.
+``seeds``        foreground + embeddings + seediness (Fathi et al. 2017): seeds by seediness,
+                 pixels assigned by embedding similarity.
+``recurrent``    foreground + embeddings grouped by an unrolled recurrent mean-shift during
+                 training (Kong and Fowlkes 2018), decoded by mean-shift.
 ``semantic``     one class per label value, CE + Dice, arg-max.
+
+The decoder input is a ``C' x H x W`` stack (see :mod:`seglab.instances`): the full softmax for
+``three_class`` and ``semantic``; otherwise the foreground probability followed by every extra
+head in ``aux_heads`` order, each through its activation in ``aux_activations``.
 """
 
 from __future__ import annotations
@@ -25,12 +35,13 @@ class Recipe:
     targets: tuple[str, ...]  # dataset target names (seglab.data.SegmentationDataset)
     class_target: str  # the target the classification loss sees
     class_names: tuple[str, ...]
-    aux_heads: dict[str, int] = field(default_factory=dict)
+    aux_heads: dict[str, int] = field(default_factory=dict)  # extra model heads: name -> channels
+    aux_activations: dict[str, str] = field(default_factory=dict)  # "sigmoid" | "identity"
     decoder: str | None = None
     decoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def make_recipe(task: str, method: str, num_classes: int | None = None) -> Recipe:
+def make_recipe(task: str, method: str, num_classes: int | None = None, *, embedding_dim: int = 8) -> Recipe:
     """The recipe for a task (``instance`` | ``semantic``) and instance method."""
     if task == "semantic":
         if num_classes is None or num_classes < 2:
@@ -45,6 +56,19 @@ def make_recipe(task: str, method: str, num_classes: int | None = None) -> Recip
     if method == "distance":
         return Recipe(
             "instance", "distance", 2, ("foreground", "distance"), "foreground",
-            ("background", "foreground"), aux_heads={"distance": 1}, decoder="distance_watershed",
+            ("background", "foreground"), aux_heads={"distance": 1}, aux_activations={"distance": "sigmoid"},
+            decoder="distance_watershed",
+        )
+    if method in EMBEDDING_METHODS:
+        heads = {"embedding": embedding_dim} if method != "seeds" else {"seediness": 1, "embedding": embedding_dim}
+        acts = {"embedding": "identity", "seediness": "sigmoid"}
+        return Recipe(
+            "instance", method, 2, ("foreground", "instances"), "foreground",
+            ("background", "foreground"), aux_heads=heads,
+            aux_activations={k: acts[k] for k in heads}, decoder=EMBEDDING_METHODS[method],
         )
     raise ValueError(f"unknown instance method {method!r}")
+
+
+# instance method -> decoder of the embedding routes (seglab.instances)
+EMBEDDING_METHODS = {"embedding": "embedding_meanshift", "seeds": "embedding_seeds", "recurrent": "embedding_meanshift"}

@@ -92,7 +92,7 @@ def prepare(config: TrainConfig) -> tuple[SegmentationModule, SegmentationDataMo
     num_classes = config.num_classes
     if config.task == "semantic" and num_classes is None:
         num_classes = infer_num_classes(train_samples)
-    recipe = make_recipe(config.task, config.method, num_classes)
+    recipe = make_recipe(config.task, config.method, num_classes, embedding_dim=config.embedding_dim)
     model, model_kwargs = build_model(config, recipe, channels)
     loss = create_loss(config.loss, mode="multiclass", ignore_index=255)
     decoder = None if recipe.decoder is None else {"name": recipe.decoder, "kwargs": dict(config.decoder_kwargs)}
