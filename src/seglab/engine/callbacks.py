@@ -73,8 +73,10 @@ class Budget(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._step = trainer.global_step
-        if self.seconds is not None and self.elapsed() + self._val_seconds >= self.seconds:
-            trainer.should_stop = True
+        out_of_time = self.seconds is not None and self.elapsed() + self._val_seconds >= self.seconds
+        out_of_steps = self.max_steps is not None and self._step >= self.max_steps
+        if out_of_time or out_of_steps:
+            trainer.should_stop = True  # Lightning then validates (and checkpoints) before stopping
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._val_start = time.monotonic()

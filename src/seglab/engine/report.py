@@ -61,7 +61,8 @@ def write_curves(run_dir: Path) -> Path | None:
 @torch.inference_mode()
 def write_overlays(run_dir: Path, module: Any, data: Any, *, count: int) -> list[Path]:
     """``overlays/<stem>.png``: predicted contours (and ground-truth contours) on validation images."""
-    from seglab.inference.writers import overlay_image
+    from seglab.data.io import write_image
+    from seglab.inference.writers import overlay
 
     if count <= 0:
         return []
@@ -79,7 +80,7 @@ def write_overlays(run_dir: Path, module: Any, data: Any, *, count: int) -> list
 
             labels = decode(module.recipe.decoder, probs, **module.meta["decoder"]["kwargs"])
         out = run_dir / "overlays" / f"{item['stem']}.png"
-        overlay_image(image, labels, out)
+        write_image(out, overlay(image, labels))
         written.append(out)
     return written
 

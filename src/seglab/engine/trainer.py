@@ -131,6 +131,18 @@ def prepare(config: TrainConfig) -> tuple[SegmentationModule, SegmentationDataMo
     return module, data, recipe
 
 
+def _quiet_lightning() -> None:
+    """Keep the console to seglab's own lines: Lightning's hardware banners and tips go."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
+                    ".*litlogger.*", ".*torch.utils._pytree.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None = None) -> TrainResult:
     """Train as the config says and write the run folder.
 
@@ -144,6 +156,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
 
     from seglab.errors import DataError
 
+    _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     run_dir = Path(config.out)
     last = run_dir / "last.ckpt"

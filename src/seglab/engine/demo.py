@@ -1,0 +1,115 @@
+"""``seglab demo``: the whole path on the built-in synthetic nuclei, in a few minutes on a CPU.
+
+1. generate train / val / test splits of H&E-like synthetic nuclei (deterministic per seed);
+2. train the default instance recipe (U-Net, 3-class target, CE + Dice) within the budget;
+3. predict the test split with the best checkpoint (sliding window + marker watershed);
+4. evaluate against the test labels and write ``report.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The demo's recipe; configs/nuclei_unet.yaml holds the same settings for `seglab train`.
+DEMO_RECIPE: dict[str, Any] = {
+    "task": "instance",
+    "method": "three_class",
+    "model": "unet",
+    "model_kwargs": {"depth": 4, "base_channels": 16},
+    "loss": "ce+dice",
+    "batch_size": 8,
+    "patch": 128,
+    "patches_per_image": 8,
+    "lr": 3e-3,
+    "schedule": "onecycle",
+    "augment": "default",
+    "workers": 1,
+}
+
+
+@dataclass(frozen=True)
+class DemoSplits:
+    train: int = 48
+    val: int = 6
+    test: int = 10
+    size: int = 256
+
+
+def make_demo_data(root: Path, *, seed: int, splits: DemoSplits = DemoSplits()) -> dict[str, Path]:
+    """Write the three synthetic splits under ``root`` (seeds differ per split)."""
+    from seglab.data.synthetic import write_synthetic_dataset
+
+    dirs = {}
+    for offset, (name, n) in enumerate((("train", splits.train), ("val", splits.val), ("test", splits.test))):
+        dirs[name] = root / name
+        write_synthetic_dataset(dirs[name], n=n, size=splits.size, seed=seed + 1000 * offset, style="he")
+    return dirs
+
+
+def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
+    """Generate, train, predict, evaluate; return the report written to ``out/report.json``."""
+    from seglab.config import resolve_config
+    from seglab.engine.trainer import train
+    from seglab.fileio import write_json_atomic, write_text_atomic
+    from seglab.inference import Predictor
+    from seglab.inference.runner import expand_inputs, predict_files
+    from seglab.metrics.evaluate import evaluate_folders, format_table
+
+    out = Path(out)
+    t0 = time.monotonic()
+    dirs = make_demo_data(out / "data", seed=seed)
+    overrides = dict(DEMO_RECIPE, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
+                     minutes=minutes, seed=seed)
+    if workers is not None:
+        overrides["workers"] = workers
+    result = train(resolve_config(None, overrides))
+    t_train = time.monotonic()
+    predictor = Predictor.from_checkpoint(result.best_checkpoint)
+    predict_files(predictor, expand_inputs(dirs["test"] / "images"), out / "predictions")
+    t_predict = time.monotonic()
+    report = evaluate_folders(out / "predictions", dirs["test"], task="instance")
+    report["training"] = {
+        "minutes_budget": minutes, "seconds": round(t_train - t0, 1), "steps": result.steps,
+        "epochs": result.epochs, "images_per_second": round(result.images_per_second, 1),
+        "best_checkpoint": str(result.best_checkpoint), f"best_{result.monitor}": result.best_score,
+    }
+    report["prediction_seconds"] = round(t_predict - t_train, 1)
+    table = format_table(report)
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", _markdown(report, table, out))
+    print(table)
+    return report
+
+
+def _markdown(report: dict[str, Any], table: str, out: Path) -> str:
+    m = report["metrics"]
+    tr = report["training"]
+    overlays = sorted((out / "run" / "overlays").glob("*.png"))
+    lines = [
+        "# seglab demo report",
+        "",
+        "Built-in synthetic H&E-like nuclei; U-Net, 3-class target (background / interior / "
+        "boundary), CE + Dice, marker-controlled watershed.",
+        "",
+        f"Training: {tr['steps']} steps, {tr['epochs']} epochs, {tr['seconds']} s "
+        f"({tr['images_per_second']} patches/s); prediction {report['prediction_seconds']} s.",
+        "",
+        "| AJI | AJI+ | PQ | SQ | DQ | F1 | Dice |",
+        "|---|---|---|---|---|---|---|",
+        "| " + " | ".join(f"{m[k]:.4f}" for k in ("aji", "aji_plus", "pq", "sq", "dq", "f1", "dice")) + " |",
+        "",
+        f"Scores are the mean over test images; {report.get('aggregation', '')}",
+        "",
+        "```",
+        table,
+        "```",
+        "",
+        "![learning curves](run/curves.png)",
+        "",
+        *[f"![{p.stem}](run/overlays/{p.name})" for p in overlays],
+        "",
+    ]
+    return "\n".join(lines)
