@@ -24,6 +24,7 @@ from seglab.losses._inputs import MODES, LossInputError
 from seglab.losses.combined import CombinedLoss
 from seglab.losses.cross_entropy import CrossEntropyLoss, FocalLoss
 from seglab.losses.discriminative import DiscriminativeLoss
+from seglab.losses.embedding import FathiPairLoss, KongPairLoss, SeedinessLoss
 from seglab.losses.factory import LOSSES, create_loss, parse_spec
 from seglab.losses.generalized_dice import GeneralizedDiceLoss
 from seglab.losses.lovasz import LovaszLoss
@@ -36,11 +37,14 @@ __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
     "DiscriminativeLoss",
+    "FathiPairLoss",
     "FocalLoss",
     "GeneralizedDiceLoss",
     "JaccardLoss",
+    "KongPairLoss",
     "LossInputError",
     "LovaszLoss",
+    "SeedinessLoss",
     "TverskyLoss",
     "create_loss",
     "parse_spec",
