@@ -40,8 +40,17 @@ def tile_seed(seed: int, index: int) -> int:
 
 
 def _texture(rng: np.random.Generator, shape: tuple[int, int], sigma: float | tuple) -> np.ndarray:
-    """Smooth Gaussian noise with unit standard deviation."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    """Smooth Gaussian noise with unit standard deviation.
+
+    Coarse textures (isotropic ``sigma >= 4``) are drawn on a 4x coarser grid and enlarged
+    bilinearly, which looks the same and costs a sixteenth.
+    """
+    if np.isscalar(sigma) and sigma >= 4:
+        small = (-(-shape[0] // 4) + 1, -(-shape[1] // 4) + 1)
+        coarse = ndimage.gaussian_filter(rng.standard_normal(small), sigma / 4, mode="wrap")
+        field = ndimage.zoom(coarse, 4, order=1)[: shape[0], : shape[1]]
+    else:
+        field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
     return field / (field.std() + 1e-8)
 
 
