@@ -103,6 +103,8 @@ def test_instances_to_coco_matches_pycocotools():
     _, inst = synth_tile(64, seed=2)
     inst = np.where(inst > 0, inst * 3 + 10, 0)  # non-contiguous ids
     inst[0:5, 0:64] = 999  # a stripe crossing columns: bbox spans the full height rule
+    inst[60:, 60:] = 1000  # reaches the last pixel: no closing background run
+    inst[0, 0] = 1001  # starts at the first pixel: counts open with a zero run
     ids = np.unique(inst[inst > 0])
     anns = instances_to_coco_annotations(inst, image_id=4, classes={999: 2}, first_id=11)
     assert [a["id"] for a in anns] == list(range(11, 11 + len(ids)))

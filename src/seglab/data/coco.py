@@ -182,6 +182,8 @@ def instances_to_coco_annotations(
         counts[1::2] = lengths
         counts[2:-1:2] = starts[1:] - ends[:-1]
         counts[-1] = h * w - ends[-1]
+        if counts[-1] == 0:  # the instance reaches the last pixel: no closing background run
+            counts = counts[:-1]
         rows, cols = starts % h, starts // h
         last_rows, last_cols = (ends - 1) % h, (ends - 1) // h
         spans_columns = cols != last_cols  # a run crossing a column covers every row
