@@ -1,0 +1,124 @@
+"""The LightningModule of the embedding routes: foreground head + pixel embeddings.
+
+:class:`EmbeddingModule` is a :class:`~seglab.engine.module.SegmentationModule` whose
+``aux_loss`` adds the embedding route's own loss to the foreground classification loss:
+
+``embedding``  :class:`~seglab.losses.DiscriminativeLoss` on ``out["embedding"]``
+               (De Brabandere et al. 2017).
+``seeds``      Fathi et al. 2017: :class:`~seglab.losses.FathiPairLoss` on the embeddings plus
+               :class:`~seglab.losses.SeedinessLoss` on ``out["seediness"]``.
+``recurrent``  Kong & Fowlkes 2018: K foreground pixels sampled per image are grouped by
+               :class:`~seglab.models.recurrent_grouping.RecurrentMeanShift`, and the
+               calibrated-cosine pair loss is applied to the input and to every iterate
+               (mean over the ``n_iter + 1`` stages).
+
+Validation is the base class's: ``probabilities`` stacks the foreground probability and the heads
+and ``decode_instances`` runs the recipe's decoder (``embedding_meanshift`` / ``embedding_seeds``
+from :mod:`seglab.instances.embedding`). The decoder options that follow from how the route was
+trained are filled into the checkpoint metadata unless the run set them: ``delta_v`` for the
+discriminative route, ``normalize=True`` and a sphere-sized ``bandwidth`` for the recurrent one.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from seglab.engine.module import SegmentationModule
+from seglab.errors import ConfigError
+from seglab.losses.discriminative import DiscriminativeLoss
+from seglab.losses.embedding import (
+    FathiPairLoss,
+    SeedinessLoss,
+    gather_pixels,
+    kong_pair_loss,
+    sample_pixels,
+)
+from seglab.models.recurrent_grouping import RecurrentMeanShift
+
+EMBEDDING_ROUTES = ("embedding", "seeds", "recurrent")
+
+
+class EmbeddingModule(SegmentationModule):
+    """SegmentationModule + the embedding losses of the recipe's method.
+
+    Args:
+        embedding_loss_weight: weight of the embedding loss (discriminative / pair loss).
+        seediness_loss_weight: weight of the seediness loss (``seeds`` only).
+        delta_v, delta_d: the discriminative loss's margins (``embedding`` only).
+        pair_pixels: pixels sampled per image for the pair losses (``seeds``, ``recurrent``).
+        margin: Kong & Fowlkes's alpha (``recurrent``).
+        grouping_iters, grouping_bandwidth: the unrolled mean-shift (``recurrent``).
+        **kwargs: :class:`SegmentationModule`'s arguments (model, recipe, loss, meta, lr, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        embedding_loss_weight: float = 1.0,
+        seediness_loss_weight: float = 1.0,
+        delta_v: float = 0.5,
+        delta_d: float = 1.5,
+        pair_pixels: int = 256,
+        margin: float = 0.5,
+        grouping_iters: int = 3,
+        grouping_bandwidth: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["meta"] = copy.deepcopy(kwargs["meta"])
+        super().__init__(**kwargs)
+        if self.recipe.method not in EMBEDDING_ROUTES:
+            raise ConfigError(f"EmbeddingModule needs method embedding, seeds or recurrent, got {self.recipe.method!r}")
+        self.embedding_loss_weight = float(embedding_loss_weight)
+        self.seediness_loss_weight = float(seediness_loss_weight)
+        self.pair_pixels, self.margin = int(pair_pixels), float(margin)
+        self.discriminative = DiscriminativeLoss(delta_v=delta_v, delta_d=delta_d)
+        self.pair_loss = FathiPairLoss(pixels=pair_pixels)
+        self.seediness_loss = SeedinessLoss()
+        self.grouping = RecurrentMeanShift(n_iter=grouping_iters, bandwidth=grouping_bandwidth)
+        self._fill_decoder_defaults(delta_v)
+
+    def _fill_decoder_defaults(self, delta_v: float) -> None:
+        decoder = self.meta.get("decoder")
+        if not decoder:
+            return
+        kwargs = decoder.setdefault("kwargs", {})
+        if self.recipe.method == "embedding":
+            kwargs.setdefault("delta_v", delta_v)
+        elif self.recipe.method == "recurrent":
+            kwargs.setdefault("normalize", True)
+            kwargs.setdefault("bandwidth", 0.5)  # same instance: cos -> 1; others: cos <= 0 (dist >= 1.41)
+
+    # -- losses -------------------------------------------------------------------------------
+    def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """The route's embedding loss (see the module docstring), added to the base aux loss."""
+        total = super().aux_loss(out, batch)
+        emb = out["embedding"].float()
+        instances = batch["instances"]
+        method = self.recipe.method
+        if method == "embedding":
+            part = self.embedding_loss_weight * self.discriminative(emb, instances)
+        elif method == "seeds":
+            valid = batch["foreground"] != 255 if "foreground" in batch else None
+            part = self.embedding_loss_weight * self.pair_loss(emb, instances)
+            part = part + self.seediness_loss_weight * self.seediness_loss(
+                out["seediness"].float(), emb, instances, valid
+            )
+        else:
+            part = self.embedding_loss_weight * self.recurrent_loss(emb, instances)
+        if self.training and self._trainer is not None:
+            self.log("train/embedding_loss", part.detach(), on_step=True, on_epoch=True, batch_size=len(emb))
+        return total + part
+
+    def recurrent_loss(self, embeddings: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """Kong & Fowlkes pair loss on sampled pixels before and after each grouping step.
+
+        Shape:
+            embeddings: N x E x H x W; instances: N x H x W (0 = background) -> scalar.
+        """
+        index, valid = sample_pixels(instances, self.pair_pixels, balanced=True)
+        labels = torch.where(valid, instances.reshape(len(index), -1).gather(1, index), 0)
+        stages = self.grouping(gather_pixels(embeddings, index), valid)
+        return torch.stack([kong_pair_loss(x, labels, alpha=self.margin) for x in stages]).mean()
