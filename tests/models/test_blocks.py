@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from model_tester import copy_in_order, randomize_batchnorm
 
 from seglab.errors import ConfigError
-from seglab.models.blocks import ASPPv3, make_upsample
+from seglab.models.blocks import ASPPv3, make_upsample, upsample_concat_conv3x3
 
 
 def test_nearest_unpooling_is_repeat_interleave():
@@ -67,3 +67,25 @@ def test_aspp_v3_matches_torchvision_aspp_number_by_number():
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x))
 
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("with_skip", [False, True])
+def test_fused_upsample_concat_conv_equals_the_plain_computation(channels_last, with_skip):
+    """The U-Net decoder's fast path: same value and same gradients as up-sample, concat, conv."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64)
+    skip = torch.randn(2, 3, 12, 14, dtype=torch.float64) if with_skip else None
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        skip = None if skip is None else skip.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(4, 5 + (3 if with_skip else 0), 3, 3, dtype=torch.float64, requires_grad=True)
+    x.requires_grad_()
+    up = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    expected = F.conv2d(up if skip is None else torch.cat([up, skip], 1), w, padding=1)
+    got = upsample_concat_conv3x3(x, skip, w)
+    torch.testing.assert_close(got, expected)
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    g = torch.randn_like(expected)
+    grads = torch.autograd.grad(expected, (x, w), g)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, w), g), grads)

@@ -48,3 +48,16 @@ class TestUNetDeepSupervision(ModelTester):
 def test_maxunpool_refuses_a_backbone():
     with pytest.raises(ConfigError, match="maxunpool"):
         create_model("unet", num_classes=2, encoder="timm:test_resnet", upsample="maxunpool")
+
+
+def test_fast_decoder_path_equals_textbook_path_in_both_memory_formats():
+    from seglab.models.blocks import reference_ops
+
+    model = create_model("unet", num_classes=2, depth=3, base_channels=4).eval()
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        with reference_ops():
+            expected = model(x)
+        torch.testing.assert_close(model(x), expected)
+        model_cl = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(model_cl(x.contiguous(memory_format=torch.channels_last)), expected)

@@ -13,6 +13,9 @@ memory or time is spent) and updates the pair:
 * global pooling (mean over H and W, adaptive pooling to 1x1): the window becomes global;
 * any other op (add, concat, BN, ReLU, pad, crop, ...): the maximum over its inputs.
 
+The trace runs inside ``seglab.models.blocks.reference_ops()``: exact fast paths that shuffle
+pixels through reshapes (the U-Net decoder's fused up-sample + conv) compute the textbook way.
+
 Because the pair flows along the data, parallel branches (ASPP, skips) take the maximum of
 their paths, where walking the layers in execution order would wrongly add them up.
 """
@@ -27,6 +30,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakTensorKeyDictionary
+
+from seglab.models.blocks import reference_ops
 
 Info = tuple[float, float, float, float]  # rf_h, rf_w, jump_h, jump_w
 INF = math.inf
@@ -150,7 +155,7 @@ def receptive_field(
     h, w = (size, size) if isinstance(size, int) else size
     x = torch.zeros(1, in_channels, h, w, device="meta")
     model.eval()
-    with torch.no_grad(), _ReceptiveFieldMode(x) as mode:
+    with torch.no_grad(), reference_ops(), _ReceptiveFieldMode(x) as mode:
         out = model(x)
         if isinstance(out, dict):
             out = out["logits"]

@@ -22,7 +22,8 @@ then projects with a 1x1 conv (Chen et al. 2017, "Rethinking atrous convolution"
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,27 @@ from torch import nn
 from seglab.errors import unknown_choice
 
 UPSAMPLE_MODES = ("nearest", "maxunpool", "transposed", "resize_conv")
+_FAST_PATHS = [True]
+
+
+def fast_paths_enabled() -> bool:
+    """Whether modules may use exact re-arrangements such as ``upsample_concat_conv3x3``."""
+    return _FAST_PATHS[0]
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Within this block, modules compute the textbook way (up-sample, concatenate, convolve).
+
+    The receptive-field tracer uses it: the fast paths give the same function (tested) but
+    rearrange pixels with reshapes that carry no notion of input position.
+    """
+    previous = _FAST_PATHS[0]
+    _FAST_PATHS[0] = False
+    try:
+        yield
+    finally:
+        _FAST_PATHS[0] = previous
 
 
 class ConvBNReLU(nn.Sequential):
@@ -186,38 +208,33 @@ def upsample_concat_conv3x3(x: torch.Tensor, skip: torch.Tensor | None, weight: 
     """``conv3x3(cat([nearest_up2(x), skip]), weight, padding=1)`` without building either tensor.
 
     A 3x3 conv after 2x nearest up-sampling is, for each of the four output phases, a 2x2 conv
-    at the input's resolution (the sub-pixel view of Shi et al. 2016): 16 instead of 36 taps per
-    2x2 output block, and neither the up-sampled tensor nor the concatenation is allocated.
-    The skip part is an ordinary 3x3 conv into whose phase slices the four results are added.
+    at the input's resolution (the sub-pixel view of Shi et al. 2016): 16 instead of 36
+    multiply-adds per input channel and 2x2 output block, and neither the up-sampled tensor nor
+    the concatenation is allocated. The four phase kernels run as one conv with ``4 * Cout``
+    outputs, the phases are interleaved (in the input's memory format), and the skip part is an
+    ordinary 3x3 conv added on top.
 
     Args:
         x: ``N x Cx x h x w``.
         skip: ``N x Cs x 2h x 2w`` or ``None``.
         weight: ``Cout x (Cx + Cs) x 3 x 3`` (no bias).
     Returns:
-        ``N x Cout x 2h x 2w``.
+        ``N x Cout x 2h x 2w``, equal to the plain computation up to float rounding.
     """
     n, cx, h, w = x.shape
-    wx = weight[:, :cx]
-    if skip is not None:
-        out = F.conv2d(skip, weight[:, cx:], padding=1)
+    co = weight.shape[0]
+    big = F.conv2d(F.pad(x, (1, 1, 1, 1)), torch.cat(_phase_kernels(weight[:, :cx]), dim=0))  # N x 4Cout x h+1 x w+1
+    if big.is_contiguous(memory_format=torch.channels_last) and not big.is_contiguous():
+        nhwc = big.permute(0, 2, 3, 1).view(n, h + 1, w + 1, 2, 2, co)
+        rows = [torch.stack([nhwc[:, a : a + h, b : b + w, a, b] for b in (0, 1)], dim=3) for a in (0, 1)]
+        out = torch.stack(rows, dim=2).view(n, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
     else:
-        out = torch.empty(
-            (n, weight.shape[0], 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=_memory_format(x)
-        )
-    phases = out.view(n, weight.shape[0], h, 2, w, 2)
-    xp = F.pad(x, (1, 1, 1, 1))
-    for k, (a, b) in zip(_phase_kernels(wx), ((0, 0), (0, 1), (1, 0), (1, 1)), strict=True):
-        y = F.conv2d(xp[..., a : a + h + 1, b : b + w + 1], k)
-        if skip is None:
-            phases[:, :, :, a, :, b] = y
-        else:
-            phases[:, :, :, a, :, b] += y
+        nchw = big.view(n, 2, 2, co, h + 1, w + 1)
+        rows = [torch.stack([nchw[:, a, b, :, a : a + h, b : b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
+        out = torch.stack(rows, dim=3).view(n, co, 2 * h, 2 * w)
+    if skip is not None:
+        out = out + F.conv2d(skip, weight[:, cx:], padding=1)
     return out
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
 
 
 class ASPPv2(nn.Module):

@@ -18,7 +18,13 @@ from torch import nn
 
 from seglab.errors import ConfigError
 from seglab.models.base import Heads, SegmentationModel, head_sizes
-from seglab.models.blocks import UPSAMPLE_MODES, conv_stage, make_upsample
+from seglab.models.blocks import (
+    UPSAMPLE_MODES,
+    conv_stage,
+    fast_paths_enabled,
+    make_upsample,
+    upsample_concat_conv3x3,
+)
 from seglab.models.encoders import PlainEncoder, create_encoder
 
 
@@ -34,8 +40,14 @@ class UNetBlock(nn.Module):
             up_channels = {"nearest": in_channels, "maxunpool": skip_channels}.get(upsample, max(in_channels // 2, 1))
             self.up = make_upsample(upsample, in_channels, up_channels, scale)
         self.conv = conv_stage(up_channels + skip_channels, out_channels, residual=residual)
+        # nearest x2 + concat + plain 3x3 conv: computed at low resolution (same weights, same result).
+        self.fused = upsample == "nearest" and scale == 2 and not residual
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None, indices: torch.Tensor | None) -> torch.Tensor:
+        if self.fused and fast_paths_enabled():
+            first, second = self.conv[0], self.conv[1]
+            y = upsample_concat_conv3x3(x, skip, first[0].weight)
+            return second(first[2](first[1](y)))
         if self.up is not None:
             x = self.up(x, indices)
         if skip is not None:
