@@ -182,15 +182,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.task, self.targets = task, tuple(targets)
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.transform, self.seed = transform, seed
-        self._reset_process_state()
-
-    def _reset_process_state(self) -> None:
-        self._cache: dict[str, tuple[Path, Any]] = {}
+        self._cache: dict[str, tuple[Path, Any]] = {}  # last image/label read by this process
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_cache={})
-        return state
+        return {**self.__dict__, "_cache": {}}  # workers start with an empty cache
 
     def __len__(self) -> int:
         return len(self.samples) * self.patches_per_image
