@@ -1,0 +1,140 @@
+"""seglab models vs segmentation_models_pytorch: training and inference speed on CPU, one run.
+
+Models: seglab ``unet(encoder="resnet34")`` vs ``smp.Unet("resnet34")`` and seglab
+``deeplabv3plus(encoder="resnet34")`` vs ``smp.DeepLabV3Plus("resnet34")``, random weights,
+2 classes. Each pair runs in both memory formats (NCHW, channels_last); runs of the two
+libraries are interleaved so that a shared machine's load hits both alike.
+
+Timing is process CPU time with ``--threads 1`` by default (images per CPU-second): on a CPU
+shared with other jobs wall-clock time mostly measures the neighbours; wall-clock figures are
+printed too. Each figure is the fastest of ``--repeats`` runs after one warm-up.
+
+Achieved GFLOP/s = FLOPs of the step (``FlopCounterMode``, forward + backward for training) /
+time, shown as a fraction of a 2048 x 2048 float32 matmul's GFLOP/s measured in the same run.
+
+    python benchmarks/bench_models.py                 # 8 x 3 x 256 x 256
+    python benchmarks/bench_models.py --batch 2 --size 128 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from seglab.models import create_model
+
+PAIRS = {
+    "unet": ("Unet", {}),
+    "deeplabv3plus": ("DeepLabV3Plus", {}),
+}
+
+
+def build(lib: str, name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if lib == "seglab":
+        return create_model(name, num_classes=2, encoder="resnet34")
+    import segmentation_models_pytorch as smp
+
+    cls_name, kwargs = PAIRS[name]
+    return getattr(smp, cls_name)("resnet34", encoder_weights=None, classes=2, **kwargs)
+
+
+def step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool):
+    if train:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    else:
+
+        def step() -> None:
+            with torch.inference_mode():
+                model(x)
+
+    return step
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool) -> int:
+    meta = copy.deepcopy(model).to("meta").train(train)
+    xm, ym = x.to("meta"), y.to("meta")
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            F.cross_entropy(meta(xm), ym).backward()
+        else:
+            with torch.no_grad():
+                meta(xm)
+    return int(counter.get_total_flops())
+
+
+def matmul_gflops(repeats: int, n: int = 2048) -> float:
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b)[0] for _ in range(repeats + 2))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> tuple[float, float]:
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="unet,deeplabv3plus")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"CPU, {args.threads} thread(s), batch {args.batch} x 3 x {args.size} x {args.size}, "
+          f"best of {args.repeats}; load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    peak = matmul_gflops(args.repeats)
+    print(f"matmul 2048^3 float32: {peak:.1f} GFLOP/s\n")
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, 2, (args.batch, args.size, args.size))
+    header = f"{'model':<15}{'step':<7}{'library':<8}{'format':<15}{'img/CPU-s':>10}{'img/wall-s':>11}{'GFLOP':>8}{'GFLOP/s':>9}{'of matmul':>10}{'seglab/smp':>11}"
+    print(header)
+    print("-" * len(header))
+    for name in args.models.split(","):
+        for train in (True, False):
+            runs = {}
+            for fmt in ("NCHW", "channels_last"):
+                mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+                xx = x.contiguous(memory_format=mf)
+                for lib in ("seglab", "smp"):
+                    model = build(lib, name).to(memory_format=mf).train(train)
+                    runs[lib, fmt] = (step_fn(model, xx, y, train), step_flops(model, xx, y, train), [], [])
+            for rep in range(args.repeats + 1):
+                for (fn, _, cpu, wall) in runs.values():
+                    c, w = _timed(fn)
+                    if rep > 0:
+                        cpu.append(c)
+                        wall.append(w)
+            for fmt in ("NCHW", "channels_last"):
+                for lib in ("seglab", "smp"):
+                    _, flops, cpu, wall = runs[lib, fmt]
+                    best = min(cpu)
+                    ratio = min(runs["smp", fmt][2]) / best if lib == "seglab" else float("nan")
+                    ratio_s = f"{ratio:.2f}x" if lib == "seglab" else ""
+                    gflops = flops / best / 1e9
+                    print(f"{name:<15}{'train' if train else 'infer':<7}{lib:<8}{fmt:<15}{args.batch / best:>10.2f}"
+                          f"{args.batch / min(wall):>11.2f}{flops / 1e9:>8.1f}{gflops:>9.1f}{gflops / peak:>10.0%}{ratio_s:>11}")
+            best_seglab = min(min(runs["seglab", f][2]) for f in ("NCHW", "channels_last"))
+            best_smp = min(min(runs["smp", f][2]) for f in ("NCHW", "channels_last"))
+            smp_default = min(runs["smp", "NCHW"][2])
+            print(f"{'':<22}best seglab vs best smp: {best_smp / best_seglab:.2f}x; vs smp default (NCHW): {smp_default / best_seglab:.2f}x")
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
