@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from seglab.errors import ConfigError
 from seglab.models.base import SegmentationModel, SplitHeads, head_sizes
 from seglab.models.blocks import ASPPv2
@@ -19,7 +21,7 @@ from seglab.models.encoders import create_encoder
 class DeepestFeatures(ASPPv2):
     """``ASPPv2`` applied to the last encoder feature map."""
 
-    def forward(self, features):  # type: ignore[override]
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         return super().forward(features[-1])
 
 

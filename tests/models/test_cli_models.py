@@ -1,0 +1,42 @@
+"""``seglab models``: the CLI prints what the library computes."""
+
+import argparse
+
+import pytest
+import torch
+
+from seglab.analysis import count_flops, memory_profile, receptive_field
+from seglab.cli import models as cli
+from seglab.errors import ConfigError
+from seglab.models import MODELS, create_model
+
+
+def run(**kwargs) -> None:
+    args = argparse.Namespace(analyze=None, size=256, batch=1, encoder=None, in_channels=3)
+    vars(args).update(kwargs)
+    assert cli.run(args) == 0
+
+
+def test_list_names_every_model_with_its_parameter_count(capsys):
+    run()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == list(MODELS)
+    with torch.device("meta"):
+        params = sum(p.numel() for p in create_model("allconv", num_classes=2).parameters())
+    assert f"{params:,}" in lines[1]
+
+
+def test_analyze_prints_the_library_figures(capsys):
+    run(analyze="allconv", size=64, batch=2)
+    out = capsys.readouterr().out
+    with torch.device("meta"):
+        model = create_model("allconv", num_classes=2)
+    mem = memory_profile(model, 64, 2)
+    assert f"{mem.activation_bytes / 2**20:,.1f} MiB" in out
+    assert str(receptive_field(model, size=64)) in out
+    assert f"{count_flops(model, 64, 2) / 1e9:.2f} G" in out
+
+
+def test_analyze_unknown_model():
+    with pytest.raises(ConfigError, match="unknown model"):
+        run(analyze="segnet")
