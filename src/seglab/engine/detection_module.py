@@ -1,0 +1,119 @@
+"""The LightningModule of the detect-then-segment route: torchvision Mask R-CNN on instance maps.
+
+Batches are the instance task's ``{"image": N x C x H x W in [0, 1], "instances": N x H x W}``;
+the instance maps become boxes + masks (:func:`seglab.data.detection.batch_to_targets`) and the
+model's own losses (RPN objectness and box, box classifier and regression, mask) are summed.
+Validation predicts whole images, turns the detections into instance maps with overlaps resolved
+by score (:func:`seglab.instances.detections.detections_to_instances`) and logs ``val/aji`` and
+``val/pq`` as :class:`~seglab.engine.module.SegmentationModule` does. Normalisation is inside the
+model (its transform's ``image_mean`` / ``image_std``), so images enter unnormalised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from seglab.data.detection import batch_to_targets
+from seglab.engine.module import SegmentationModule
+from seglab.errors import SeglabError
+from seglab.instances.detections import detections_to_instances
+
+DECODER_DEFAULTS = {"score_threshold": 0.5, "mask_threshold": 0.5, "min_size": 0}
+
+
+class DetectionModule(L.LightningModule):
+    """Train and validate a torchvision-style Mask R-CNN on instance maps.
+
+    Args:
+        model: e.g. :class:`seglab.models.maskrcnn.MaskRCNNModel` (list of images [+ targets] ->
+            losses in training, detections in eval).
+        meta: the checkpoint's ``seglab`` metadata (saved with every checkpoint); its
+            ``decoder.kwargs`` (``score_threshold``, ``mask_threshold``, ``min_size``) drive
+            validation decoding.
+        lr, weight_decay, schedule, warmup: AdamW and the same budget-driven schedule as
+            :class:`SegmentationModule`.
+        progress: callable returning the share of the budget used (0..1), for the schedule.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        meta: dict[str, Any],
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        schedule: str = "onecycle",
+        warmup: float = 0.05,
+        progress=None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.meta = meta
+        self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
+        self.progress = progress or (lambda: 0.0)
+        self._val_records: list[dict[str, float]] = []
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
+        """``N x C x H x W`` images in [0, 1] -> detections per image (eval) or a loss dict (train)."""
+        return self.model(list(image.float()), targets)
+
+    def decoder_kwargs(self) -> dict[str, Any]:
+        return {**DECODER_DEFAULTS, **((self.meta.get("decoder") or {}).get("kwargs") or {})}
+
+    def decode_instances(self, detections: list[dict[str, torch.Tensor]], shape: tuple[int, int]) -> list[np.ndarray]:
+        """Instance maps (H x W int32) from the detections of a batch."""
+        kwargs = self.decoder_kwargs()
+        return [detections_to_instances(d, image_shape=shape, **kwargs) for d in detections]
+
+    # -- training ---------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self(batch["image"], batch_to_targets(batch["instances"]))
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise SeglabError(f"loss became {loss.item()} at step {self.global_step}; lower --lr or check the labels")
+        n = len(batch["image"])
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    # -- validation -------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_records = []
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        from seglab.metrics import aji, panoptic_quality
+
+        detections = self(batch["image"])
+        shape = tuple(batch["image"].shape[-2:])
+        for gt, pred in zip(batch["instances"].cpu().numpy(), self.decode_instances(detections, shape), strict=True):
+            self._val_records.append({"aji": aji(gt, pred), "pq": panoptic_quality(gt, pred)["pq"]})
+
+    def on_validation_epoch_end(self) -> None:
+        for key in ("aji", "pq"):
+            values = [r[key] for r in self._val_records]
+            self.log(f"val/{key}", float(np.mean(values)) if values else 0.0, prog_bar=True, sync_dist=True)
+
+    # -- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _lr_factor(self, step: int) -> float:
+        """The same factor as SegmentationModule's (it reads only progress, schedule, warmup)."""
+        return SegmentationModule._lr_factor(self, step)  # type: ignore[arg-type]
+
+    # -- checkpoint metadata ----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seglab"] = self.meta
