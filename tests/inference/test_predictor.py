@@ -8,7 +8,7 @@ from seglab.data.synthetic import synth_tile
 from seglab.data.targets import three_class_targets
 from seglab.engine.checkpoint import make_meta, save_checkpoint
 from seglab.errors import DataError, SeglabError
-from seglab.inference import Predictor, outputs_to_probs
+from seglab.inference import ArraySource, Predictor, outputs_to_probs
 from seglab.inference.tta import DIHEDRAL
 from seglab.metrics import aji, panoptic_quality
 from seglab.models import create_model
@@ -128,11 +128,24 @@ def test_tiled_prediction_matches_monai(ckpt):
     assert np.allclose(predictor.predict_probs(image), ref.numpy(), atol=1e-4)
 
 
+def test_decode_worker_process_gives_the_same_map(ckpt):
+    image = synth_tile(96, seed=6)[0]
+    inline = Predictor.from_checkpoint(ckpt[0], tile=32, block=40, margin=24).predict_source(
+        ArraySource(image))
+    pooled = Predictor.from_checkpoint(ckpt[0], tile=32, block=40, margin=24, decode_workers=1).predict_source(
+        ArraySource(image))
+    assert np.array_equal(inline, pooled)
+
+
 def test_distance_outputs_and_semantic_task():
     logits = torch.randn(2, 2, 5, 5)
     dist = torch.randn(2, 1, 5, 5)
     probs = outputs_to_probs({"logits": logits, "distance": dist}, "distance")
     assert torch.allclose(probs[:, 0], logits.softmax(1)[:, 1]) and torch.allclose(probs[:, 1], dist.sigmoid()[:, 0])
+    emb, seed = torch.randn(2, 4, 5, 5), torch.randn(2, 1, 5, 5)
+    stack = outputs_to_probs({"logits": logits, "embedding": emb, "seediness": seed}, "seeds")
+    expected = torch.cat([logits.softmax(1)[:, 1:2], seed.sigmoid(), emb], 1)  # the engine's order
+    assert torch.allclose(stack, expected)
     torch.manual_seed(0)
     net = torch.nn.Conv2d(3, 4, 1)
     pre = {"in_channels": 3, "mean": [0.0] * 3, "std": [1.0] * 3}

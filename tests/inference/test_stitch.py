@@ -93,6 +93,18 @@ def test_memmap_output_and_single_block(tmp_path):
     assert np.array_equal(one_block, whole)
 
 
+def test_pool_decoding_equals_inline():
+    from concurrent.futures import ThreadPoolExecutor
+
+    gt = planted_map(3)
+    probs = probs_from(gt, "three_class_watershed", 3)
+    fn = lambda p: decode("three_class_watershed", p, min_size=5)  # noqa: E731
+    inline = decode_blockwise(as_bands(probs), (H, W), fn, block=BLOCK, margin=24)
+    with ThreadPoolExecutor(2) as pool:
+        pooled = decode_blockwise(as_bands(probs), (H, W), fn, block=BLOCK, margin=24, pool=pool)
+    assert np.array_equal(inline, pooled)
+
+
 def test_semantic_rows_argmax():
     rng = np.random.default_rng(0)
     probs = rng.random((4, H, W)).astype(np.float32)

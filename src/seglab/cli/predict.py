@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
     p.add_argument("--block", type=int, default=1024, help="instance decoding block size (default 1024)")
     p.add_argument("--margin", type=int, default=64, help="context around each block, > largest nucleus (default 64)")
+    p.add_argument("--decode-workers", type=int, default=1, help="processes decoding blocks of large images while the model runs (default 1; 0 = inline)")
     p.add_argument("--coco", action="store_true", help="also write <stem>_coco.json (COCO RLE)")
     p.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
     p.add_argument("--workers", type=int, default=1, help="threads reading upcoming images (default 1; 0 = none)")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.input)
     predictor = Predictor.from_checkpoint(
         args.checkpoint, device=args.device, tta=args.tta, overlap=args.overlap, batch_size=args.batch_size,
-        blend=args.blend, block=args.block, margin=args.margin,
+        blend=args.blend, block=args.block, margin=args.margin, decode_workers=max(args.decode_workers, 0),
     )
     predictor.tile = (predictor.meta.get("patch_size") or 256) if args.tile is None else (args.tile or None)
     failures: list[str] = []

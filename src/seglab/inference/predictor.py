@@ -2,9 +2,9 @@
 
 A checkpoint (``seglab.engine.checkpoint``) carries everything needed: the model spec and
 weights, ``preprocessing`` (``image_to_tensor`` to [0, 1], then ``(x - mean) / std``), the task,
-the instance method and the decoder. Probabilities are the engine's: soft-max of the logits,
-and for the ``distance`` method ``[p_foreground, sigmoid(distance head)]``, the
-``distance_watershed`` input. Images of any size run through sliding windows band by band
+the instance method and the decoder. Probabilities are the engine's (:func:`outputs_to_probs`): soft-max of the logits,
+or for methods with extra heads the foreground probability followed by the heads, e.g.
+``[p_foreground, sigmoid(distance)]`` for ``distance_watershed``. Images of any size run through sliding windows band by band
 (:mod:`seglab.inference.sliding`) and are decoded block by block (:mod:`seglab.inference.stitch`),
 so memory is bounded by a band of tiles, not by the image.
 """
@@ -12,8 +12,11 @@ so memory is bounded by a band of tiles, not by the image.
 from __future__ import annotations
 
 import contextlib
+import functools
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +62,37 @@ def adapt_channels(image: np.ndarray, in_channels: int, path: str | os.PathLike[
     raise DataError(path, f"image has {image.shape[-1]} channels but the model expects {in_channels}")
 
 
-def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | None) -> torch.Tensor:
-    """Model outputs -> the decoder's probability stack (the engine's ``probabilities``)."""
+def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | None, task: str = "instance") -> torch.Tensor:
+    """Model outputs -> the decoder's input stack, as the engine builds it in validation.
+
+    The soft-max of the logits for ``three_class`` and the semantic task; otherwise the
+    foreground probability followed by each extra head of the method's recipe
+    (:mod:`seglab.engine.recipes`), through its activation (``sigmoid`` or identity).
+    """
     out = out if isinstance(out, dict) else {"logits": out}
     logits = out["logits"].float()
     probs = logits.softmax(1) if logits.shape[1] > 1 else torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
-    if method == "distance":
-        return torch.cat([probs[:, 1:2], out["distance"].float().sigmoid()], 1)
-    return probs
+    heads = _aux_activations(task, method)
+    if not heads:
+        return probs
+    stack = [probs[:, 1:2]]
+    for name, activation in heads.items():
+        head = out[name].float()
+        stack.append(head.sigmoid() if activation == "sigmoid" else head)
+    return torch.cat(stack, 1)
+
+
+def _aux_activations(task: str, method: str | None) -> dict[str, str]:
+    """Extra heads of a recipe, in stack order, with their activations."""
+    if task != "instance" or method in (None, "three_class"):
+        return {}
+    from seglab.engine.recipes import make_recipe
+
+    try:
+        recipe = make_recipe(task, method)
+    except ValueError:
+        return {}
+    return {name: recipe.aux_activations.get(name, "identity") for name in recipe.aux_heads}
 
 
 class Predictor:
@@ -84,12 +110,15 @@ class Predictor:
         blend: ``"gaussian"`` | ``"cosine"`` | ``"constant"``.
         block: instance-decoding block size (images up to this size decode in one piece).
         margin: context decoded around each block; should exceed the largest nucleus.
+        decode_workers: processes decoding blocks while the model runs (images of more than one
+            block only; 0 decodes in the calling thread). The watershed holds the GIL, so a
+            thread would not overlap with the model; a process does.
     """
 
     def __init__(
         self, model: torch.nn.Module, meta: dict[str, Any], *, device: str = "cpu", tta: bool = False,
         tile: int | None = None, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
-        block: int = 1024, margin: int = 64,
+        block: int = 1024, margin: int = 64, decode_workers: int = 0,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
@@ -102,6 +131,7 @@ class Predictor:
         self.decoder = meta.get("decoder") or None
         self.tta, self.tile, self.overlap = tta, tile, overlap
         self.batch_size, self.blend, self.block, self.margin = batch_size, blend, block, margin
+        self.decode_workers = decode_workers
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], *, task: str | None = None, **kwargs: Any) -> Predictor:
@@ -145,7 +175,7 @@ class Predictor:
         def run(x: torch.Tensor) -> torch.Tensor:
             with amp:
                 out = self.model(x.to(self.device).contiguous(memory_format=torch.channels_last))
-            return outputs_to_probs(out, self.method)
+            return outputs_to_probs(out, self.method, self.task)
 
         return (lambda x: dihedral_tta(run, x)) if self.tta else run
 
@@ -190,7 +220,13 @@ class Predictor:
         bands = self.iter_probs(source, on_tiles)
         if self.task == "semantic":
             return decode_rows_semantic(bands, (height, width), out)
-        return decode_blockwise(bands, (height, width), self.decode_probs, block=self.block, margin=self.margin, out=out)
+        if self.decode_workers < 1 or max(height, width) <= self.block:
+            return decode_blockwise(bands, (height, width), self.decode_probs, block=self.block, margin=self.margin, out=out)
+        decoder = functools.partial(decode, self.decoder["name"], **self.decoder.get("kwargs", {}))
+        with ProcessPoolExecutor(self.decode_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return decode_blockwise(
+                bands, (height, width), decoder, block=self.block, margin=self.margin, out=out, pool=pool,
+            )
 
     def predict(self, image: np.ndarray | str | Path) -> dict[str, np.ndarray]:
         """Predict one in-memory image (``H x W [x C]``) or image file.

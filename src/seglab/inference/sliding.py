@@ -128,6 +128,10 @@ def iter_prob_bands(
     ys, xs = tile_starts(hp, tile, overlap), tile_starts(wp, tile, overlap)
     weights = weight_map(tile, tile, blend, sigma_scale=sigma_scale).to(device)
     total, done = len(ys) * len(xs), 0
+    # every band holds one row of tiles at the same x offsets: its weight sum is the same strip
+    strip = torch.zeros(tile, wp, device=device)
+    for x in xs:
+        strip[:, x : x + tile] += weights
     acc = cnt = None
     buf_y0 = 0
 
@@ -150,22 +154,24 @@ def iter_prob_bands(
             if acc is not None:  # rows above y are final: no later tile reaches them
                 yield from emit(buf_y0, y)
                 keep = buf_y0 + tile - y
-                new_acc, new_cnt = torch.zeros_like(acc), torch.zeros_like(cnt)
-                new_acc[:, :keep], new_cnt[:keep] = acc[:, tile - keep :], cnt[tile - keep :]
-                acc, cnt = new_acc, new_cnt
+                acc[:, :keep] = acc[:, tile - keep :].clone()
+                cnt[:keep] = cnt[tile - keep :].clone()
+                acc[:, keep:] = 0
+                cnt[keep:] = 0
             buf_y0 = y
             for j in range(0, len(xs), batch_size):
                 starts = xs[j : j + batch_size]
-                probs = predict_fn(torch.stack([band[:, :, x : x + tile] for x in starts]))
+                probs = predict_fn(torch.stack([band[:, :, x : x + tile] for x in starts])).float()
                 if acc is None:
                     acc = torch.zeros(probs.shape[1], tile, wp, device=device, dtype=torch.float32)
                     cnt = torch.zeros(tile, wp, device=device, dtype=torch.float32)
+                probs.mul_(weights)
                 for p, x in zip(probs, starts, strict=True):
-                    acc[:, :, x : x + tile].addcmul_(p.float(), weights)
-                    cnt[:, x : x + tile] += weights
+                    acc[:, :, x : x + tile] += p
                 done += len(starts)
                 if on_tiles is not None:
                     on_tiles(done, total)
+            cnt += strip
         yield from emit(buf_y0, buf_y0 + tile)
 
 

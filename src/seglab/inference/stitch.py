@@ -24,7 +24,9 @@ instance maps; centroid ownership as in StarDist's block-wise ``predict_instance
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 
 import numpy as np
 
@@ -106,6 +108,7 @@ def decode_blockwise(
     block: int = 1024,
     margin: int = 64,
     out: np.ndarray | None = None,
+    pool: Executor | None = None,
 ) -> np.ndarray:
     """Decode instances block by block from a stream of probability row bands and stitch them.
 
@@ -117,6 +120,9 @@ def decode_blockwise(
         block: core size; memory holds ``block + 2 * margin`` rows of probabilities.
         margin: context around each core; should exceed the largest object's diameter.
         out: optional preallocated ``H x W`` integer array (e.g. a memmap), zero-filled.
+        pool: optional executor (e.g. a process pool; ``decoder`` must then be picklable) that
+            decodes blocks while the caller goes on producing bands; stitching stays in raster
+            order in this thread. At most two block rows are in flight.
 
     Returns:
         The ``H x W`` instance map (``out`` when given, else int32), ids unique, 1..K.
@@ -125,29 +131,44 @@ def decode_blockwise(
     if out is None:
         out = np.zeros(shape, dtype=np.int32)
     stitcher = BlockStitcher(out, block=block, margin=margin)
+    pending: deque[tuple[Future | np.ndarray, int, int, int]] = deque()
     chunks: list[tuple[int, int, np.ndarray]] = []
     block_row = 0
     n_rows = -(-height // block)
     for y0, y1, probs in bands:
         chunks.append((y0, y1, np.asarray(probs)))
         while block_row < n_rows and y1 >= min(height, (block_row + 1) * block + margin):
-            _decode_block_row(chunks, block_row, stitcher, decoder, width, height)
+            _submit_block_row(chunks, block_row, stitcher, decoder, pool, pending, width, height)
             block_row += 1
             start = block_row * block - margin
             chunks = [c for c in chunks if c[1] > start]
+        _stitch_ready(pending, stitcher, keep=2 * stitcher.n_bx)
+    _stitch_ready(pending, stitcher, keep=0)
     return out
 
 
-def _decode_block_row(chunks, block_row: int, stitcher: BlockStitcher, decoder: Decoder, width: int, height: int) -> None:
+def _submit_block_row(chunks, block_row, stitcher, decoder, pool, pending, width: int, height: int) -> None:
     block, margin = stitcher.block, stitcher.margin
     ey0 = max(block_row * block - margin, 0)
     ey1 = min((block_row + 1) * block + margin, height)
     rows = np.concatenate([c[2][:, max(ey0 - c[0], 0) : ey1 - c[0]] for c in chunks if c[1] > ey0 and c[0] < ey1], axis=1)
-    n_bx = stitcher.n_bx
-    for bx in range(n_bx):
+    for bx in range(stitcher.n_bx):
         ex0, ex1 = max(bx * block - margin, 0), min((bx + 1) * block + margin, width)
-        labels = decoder(np.ascontiguousarray(rows[:, :, ex0:ex1]))
-        stitcher.add(labels, ey0, ex0, block_row * n_bx + bx)
+        crop = np.ascontiguousarray(rows[:, :, ex0:ex1])
+        result = decoder(crop) if pool is None else pool.submit(decoder, crop)
+        pending.append((result, ey0, ex0, block_row * stitcher.n_bx + bx))
+
+
+def _stitch_ready(pending: deque, stitcher: BlockStitcher, keep: int) -> None:
+    """Stitch finished blocks in raster order; wait while more than ``keep`` are in flight."""
+    while pending:
+        result, ey0, ex0, index = pending[0]
+        if isinstance(result, Future):
+            if len(pending) <= keep and not result.done():
+                return
+            result = result.result()
+        pending.popleft()
+        stitcher.add(result, ey0, ex0, index)
 
 
 def decode_rows_semantic(bands: Iterable[tuple[int, int, np.ndarray]], shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:

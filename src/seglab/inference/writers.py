@@ -9,7 +9,10 @@ Per image ``<stem>``:
   ``[x, y]`` in pixels with pixel ``(row, col)`` covering ``[col, col + 1) x [row, row + 1)``
   (QuPath's convention), exterior ring closed and counter-clockwise in the ``(x, y)`` plane,
   properties ``id``, ``area`` (pixels), ``centroid`` ``[x, y]``, QuPath's ``objectType`` and
-  ``classification``; imports into QuPath with File > Import objects;
+  ``classification``; imports into QuPath with File > Import objects. Rings trace the pixel
+  edges through marching squares (``skimage.measure.find_contours`` at level 0.5), so corners
+  are cut: polygon area = pixel area minus about a quarter pixel per corner. An instance in
+  several pieces (possible after stitching) is written as its largest piece;
 * ``<stem>_coco.json`` (optional): COCO instance annotations with compressed RLE masks.
 
 ``summary.csv`` lists per image: stem, instances, mean area, seconds.

@@ -10,6 +10,9 @@ decoder:
                            distance (the engine's ``[softmax[:, 1], sigmoid(distance head)]``)
 ``connected_components``   ``1 x H x W`` foreground probability, or ``C x H x W`` with channel 0
                            the background probability (foreground = ``1 - probs[0]``)
+``embedding_meanshift``    ``(1 + E) x H x W``: foreground probability, E embedding channels
+                           (:mod:`seglab.instances.embedding`)
+``embedding_seeds``        ``(2 + E) x H x W``: foreground probability, seediness, E embeddings
 =========================  ========================================================================
 
 Every decoder returns an ``H x W`` int32 map, 0 = background, instances 1..K.
@@ -49,11 +52,25 @@ def _components(probs: np.ndarray, **kwargs: Any) -> np.ndarray:
     return connected_components(foreground, **kwargs)
 
 
+def _embedding_meanshift(probs: np.ndarray, **kwargs: Any) -> np.ndarray:
+    from seglab.instances.embedding import embedding_meanshift  # torch: imported on use
+
+    return embedding_meanshift(probs, **kwargs)
+
+
+def _embedding_seeds(probs: np.ndarray, **kwargs: Any) -> np.ndarray:
+    from seglab.instances.embedding import embedding_seeds
+
+    return embedding_seeds(probs, **kwargs)
+
+
 # name -> decoder taking the C x H x W probability stack described above
 DECODERS: dict[str, Callable[..., np.ndarray]] = {
     "three_class_watershed": _three_class,
     "distance_watershed": _distance,
     "connected_components": _components,
+    "embedding_meanshift": _embedding_meanshift,
+    "embedding_seeds": _embedding_seeds,
 }
 
 
