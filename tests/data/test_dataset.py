@@ -116,7 +116,7 @@ def test_size_mismatch_names_both_files(tmp_path):
         ds[0]
 
 
-def test_memory_mapped_tiff_and_rgba_and_gray(tmp_path):
+def test_memory_mapped_tiff_and_four_channels_and_gray(tmp_path):
     rng = np.random.default_rng(0)
     big = rng.integers(0, 65535, (300, 280, 4), dtype=np.uint16)
     inst = rng.integers(0, 50, (300, 280)).astype(np.uint16)
@@ -130,13 +130,13 @@ def test_memory_mapped_tiff_and_rgba_and_gray(tmp_path):
     assert isinstance(ds._load("image", samples[0].image), np.memmap)
     torch.manual_seed(0)
     item = ds[7]
-    assert item["image"].shape == (3, 32, 32)
+    assert item["image"].shape == (4, 32, 32)  # 4 channels stay 4 channels
     patch = np.rint(item["image"].numpy().transpose(1, 2, 0) * 65535).astype(np.uint16)
-    (t, c), = _locate(big[..., :3], patch)
+    (t, c), = _locate(big, patch)
     np.testing.assert_array_equal(item["instances"].numpy(), inst[t : t + 32, c : c + 32])
     loader = make_loader(ds, batch_size=10, shuffle=True, num_workers=0)
     batches = list(loader)
-    assert len(batches) == 5 and batches[0]["image"].shape == (10, 3, 32, 32)
+    assert len(batches) == 5 and batches[0]["image"].shape == (10, 4, 32, 32)
     assert batches[0]["stem"] == ["big"] * 10
 
 

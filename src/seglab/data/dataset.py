@@ -152,7 +152,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
     Items are dicts: ``"image"`` float32 ``C x P x P`` in [0, 1]; ``"instances"`` int64
     ``P x P`` (instance task) or ``"semantic"`` int64 with 255 = ignore (semantic task); one
     entry per target (``"three_class"``, ``"foreground"``, ``"semantic"`` int64 with 255 =
-    ignore; ``"distance"`` float32); ``"stem"`` str. RGBA images lose their alpha channel.
+    ignore; ``"distance"`` float32); ``"stem"`` str. All channels are kept (a 4-channel image
+    trains a 4-channel model; the predictor drops alpha only for a 3-channel model).
     """
 
     def __init__(
@@ -226,7 +227,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if box is not None:
             top, left, h, w = box
             image, label = image[top : top + h, left : left + w], label[top : top + h, left : left + w]
-        image = np.array(image[..., :3] if image.shape[-1] == 4 else image)
+        image = np.array(image)
         return image, _check_label_crop(sample.label, np.asarray(label))
 
     def _window(self, sample: Sample) -> tuple[int, int, int, int] | None:

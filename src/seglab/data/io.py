@@ -98,9 +98,8 @@ def read_label(path: PathLike) -> np.ndarray:
     arr = np.squeeze(arr)
     if arr.ndim != 2:
         raise DataError(path, f"label map must be 2-D, got array of shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise DataError(path, "label map holds non-integer values")
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+        raise DataError(path, "label map holds non-integer values")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if arr.min(initial=0) < 0:

@@ -139,7 +139,8 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*torch.utils._pytree.*"):
+                    ".*litlogger.*", ".*torch.utils._pytree.*", ".*smaller than the logging interval.*",
+                    ".*dataloader is not resumable.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
