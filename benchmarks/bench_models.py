@@ -74,11 +74,20 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, train: 
     return int(counter.get_total_flops())
 
 
-def matmul_gflops(repeats: int, n: int = 2048) -> float:
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b)[0] for _ in range(repeats + 2))
-    return 2 * n**3 / best / 1e9
+class Matmul:
+    """A 2048^3 float32 matmul, timed between the model runs; ``gflops`` is the best seen."""
+
+    def __init__(self, n: int = 2048) -> None:
+        self.n, self.a, self.b, self.best, self.calls = n, torch.rand(n, n), torch.rand(n, n), float("inf"), 0
+        self.a @ self.b
+
+    def __call__(self) -> None:
+        self.best = min(self.best, _timed(lambda: self.a @ self.b)[0])
+        self.calls += 1
+
+    @property
+    def gflops(self) -> float:
+        return 2 * self.n**3 / self.best / 1e9
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -87,52 +96,62 @@ def _timed(fn) -> tuple[float, float]:
     return time.process_time() - c0, time.perf_counter() - w0
 
 
+def measure(name: str, train: bool, x: torch.Tensor, y: torch.Tensor, repeats: int, matmul: Matmul) -> dict:
+    """(library, format) -> (step, FLOPs, CPU times, wall times); runs interleaved, warm-up dropped."""
+    runs = {}
+    for fmt in ("NCHW", "channels_last"):
+        mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+        xx = x.contiguous(memory_format=mf)
+        for lib in ("seglab", "smp"):
+            model = build(lib, name).to(memory_format=mf).train(train)
+            runs[lib, fmt] = (step_fn(model, xx, y, train), step_flops(model, xx, y, train), [], [])
+    for rep in range(repeats + 1):
+        for fn, _, cpu, wall in runs.values():
+            c, w = _timed(fn)
+            matmul()
+            if rep > 0:
+                cpu.append(c)
+                wall.append(w)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="unet,deeplabv3plus")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU, {args.threads} thread(s), batch {args.batch} x 3 x {args.size} x {args.size}, "
           f"best of {args.repeats}; load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    peak = matmul_gflops(args.repeats)
-    print(f"matmul 2048^3 float32: {peak:.1f} GFLOP/s\n")
+    matmul = Matmul()
+    results = []
     x = torch.rand(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 2, (args.batch, args.size, args.size))
+    for name in args.models.split(","):
+        for train in (True, False):
+            results.append((name, train, measure(name, train, x, y, args.repeats, matmul)))
+    peak = matmul.gflops
+    print(f"matmul 2048^3 float32 (best of {matmul.calls} runs between the model runs): {peak:.1f} GFLOP/s\n")
     header = f"{'model':<15}{'step':<7}{'library':<8}{'format':<15}{'img/CPU-s':>10}{'img/wall-s':>11}{'GFLOP':>8}{'GFLOP/s':>9}{'of matmul':>10}{'seglab/smp':>11}"
     print(header)
     print("-" * len(header))
-    for name in args.models.split(","):
-        for train in (True, False):
-            runs = {}
-            for fmt in ("NCHW", "channels_last"):
-                mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-                xx = x.contiguous(memory_format=mf)
-                for lib in ("seglab", "smp"):
-                    model = build(lib, name).to(memory_format=mf).train(train)
-                    runs[lib, fmt] = (step_fn(model, xx, y, train), step_flops(model, xx, y, train), [], [])
-            for rep in range(args.repeats + 1):
-                for (fn, _, cpu, wall) in runs.values():
-                    c, w = _timed(fn)
-                    if rep > 0:
-                        cpu.append(c)
-                        wall.append(w)
-            for fmt in ("NCHW", "channels_last"):
-                for lib in ("seglab", "smp"):
-                    _, flops, cpu, wall = runs[lib, fmt]
-                    best = min(cpu)
-                    ratio = min(runs["smp", fmt][2]) / best if lib == "seglab" else float("nan")
-                    ratio_s = f"{ratio:.2f}x" if lib == "seglab" else ""
-                    gflops = flops / best / 1e9
-                    print(f"{name:<15}{'train' if train else 'infer':<7}{lib:<8}{fmt:<15}{args.batch / best:>10.2f}"
-                          f"{args.batch / min(wall):>11.2f}{flops / 1e9:>8.1f}{gflops:>9.1f}{gflops / peak:>10.0%}{ratio_s:>11}")
-            best_seglab = min(min(runs["seglab", f][2]) for f in ("NCHW", "channels_last"))
-            best_smp = min(min(runs["smp", f][2]) for f in ("NCHW", "channels_last"))
-            smp_default = min(runs["smp", "NCHW"][2])
-            print(f"{'':<22}best seglab vs best smp: {best_smp / best_seglab:.2f}x; vs smp default (NCHW): {smp_default / best_seglab:.2f}x")
+    for name, train, runs in results:
+        for fmt in ("NCHW", "channels_last"):
+            for lib in ("seglab", "smp"):
+                _, flops, cpu, wall = runs[lib, fmt]
+                best = min(cpu)
+                ratio = min(runs["smp", fmt][2]) / best if lib == "seglab" else float("nan")
+                ratio_s = f"{ratio:.2f}x" if lib == "seglab" else ""
+                gflops = flops / best / 1e9
+                print(f"{name:<15}{'train' if train else 'infer':<7}{lib:<8}{fmt:<15}{args.batch / best:>10.2f}"
+                      f"{args.batch / min(wall):>11.2f}{flops / 1e9:>8.1f}{gflops:>9.1f}{gflops / peak:>10.0%}{ratio_s:>11}")
+        best_seglab = min(min(runs["seglab", f][2]) for f in ("NCHW", "channels_last"))
+        best_smp = min(min(runs["smp", f][2]) for f in ("NCHW", "channels_last"))
+        smp_default = min(runs["smp", "NCHW"][2])
+        print(f"{'':<22}best seglab vs best smp: {best_smp / best_seglab:.2f}x; vs smp default (NCHW): {smp_default / best_seglab:.2f}x")
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
 
 
