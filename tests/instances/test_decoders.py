@@ -117,3 +117,23 @@ def test_embedding_decoders_are_registered():
     emb[0] = gt * 3.0  # each disc its own point in embedding space
     stack = np.concatenate([(gt > 0)[None].astype(np.float32), emb])
     assert np.array_equal(decode("embedding_meanshift", stack, bandwidth=1.0), embedding_meanshift(stack, bandwidth=1.0))
+
+
+def test_fill_label_holes_matches_binary_fill_holes():
+    from seglab.instances import fill_label_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = np.zeros((50, 60), np.int32)
+        for k in range(1, 7):
+            r, c, h = rng.integers(5, 45), rng.integers(5, 55), rng.integers(4, 12)
+            labels[max(r - h, 0) : r + h, max(c - h, 0) : c + h] = k
+        labels[rng.random(labels.shape) < 0.08] = 0  # pepper with holes
+        out = fill_label_holes(labels)
+        assert np.array_equal(out > 0, ndi.binary_fill_holes(labels > 0))
+        assert np.array_equal(out[labels > 0], labels[labels > 0])
+        holes, n = ndi.label(out != labels)
+        for h in range(1, n + 1):  # each hole takes the largest id of the pixels around it
+            hole = holes == h
+            around = ndi.binary_dilation(hole, structure=np.ones((3, 3))) & ~hole
+            assert np.all(out[hole] == labels[around].max())
