@@ -89,3 +89,18 @@ def test_fused_upsample_concat_conv_equals_the_plain_computation(channels_last, 
     g = torch.randn_like(expected)
     grads = torch.autograd.grad(expected, (x, w), g)
     torch.testing.assert_close(torch.autograd.grad(got, (x, w), g), grads)
+
+
+def test_pointwise_conv_onednn_path_equals_conv2d():
+    from seglab.models.blocks import PointwiseConv
+
+    torch.manual_seed(0)
+    conv = PointwiseConv(6, 5).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 6, 9, 11).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = conv(x)
+    expected = F.conv2d(x, conv.weight, conv.bias)
+    torch.testing.assert_close(out, expected)
+    g = torch.randn_like(out)
+    params = (x, conv.weight, conv.bias)
+    torch.testing.assert_close(torch.autograd.grad(out, params, g), torch.autograd.grad(expected, params, g))
+    assert set(conv.state_dict()) == set(torch.nn.Conv2d(6, 5, 1).state_dict())

@@ -26,13 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seglab.models.blocks import PointwiseConv
+
 
 class Heads(nn.Module):
     """Named 1x1 convs on the same features: ``{"logits": num_classes, **aux_heads}``."""
 
     def __init__(self, in_channels: int, sizes: dict[str, int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleDict({name: nn.Conv2d(in_channels, c, 1) for name, c in sizes.items()})
+        self.convs = nn.ModuleDict({name: PointwiseConv(in_channels, c) for name, c in sizes.items()})
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: conv(features) for name, conv in self.convs.items()}

@@ -55,6 +55,58 @@ def reference_ops() -> Iterator[None]:
         _FAST_PATHS[0] = previous
 
 
+def _onednn_ok(x: torch.Tensor) -> bool:
+    """CPU float32 channels_last eager input, not being traced, exported or compiled."""
+    return (
+        _FAST_PATHS[0]
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and hasattr(torch, "mkldnn_convolution")
+        and torch.backends.mkldnn.is_available()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+    )
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 ``nn.Conv2d`` (same parameters and state_dict) that runs oneDNN on channels_last CPU input.
+
+    PyTorch sends 1x1 convolutions to a generic GEMM path; for channels_last float32 tensors on
+    CPU oneDNN's own convolution is 1.5-2.5x faster (measured for 256-304 channels at 64 x 64).
+    Everywhere else (NCHW, GPU, tracing, export) it is a plain ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, 1, stride=stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _onednn_ok(x):
+            return torch.mkldnn_convolution(x, self.weight, self.bias, [0, 0], list(self.stride), [1, 1], 1)
+        return super().forward(x)
+
+    @classmethod
+    def replace_in(cls, module: nn.Module) -> None:
+        """Swap every plain 1x1 ``nn.Conv2d`` inside ``module`` for a ``PointwiseConv`` (weights kept)."""
+        for name, child in module.named_children():
+            plain = type(child) is nn.Conv2d and child.kernel_size == (1, 1) and child.groups == 1
+            if plain and child.padding == (0, 0) and child.dilation == (1, 1):
+                new = cls(child.in_channels, child.out_channels, bias=child.bias is not None, stride=child.stride[0])
+                new.load_state_dict(child.state_dict())
+                setattr(module, name, new)
+            else:
+                cls.replace_in(child)
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True, **kwargs) -> nn.Conv2d:
+    """``nn.Conv2d``, or ``PointwiseConv`` for a plain 1x1 conv."""
+    if kernel_size == 1 and kwargs.get("groups", 1) == 1 and kwargs.get("dilation", 1) == 1 and not kwargs.get("padding"):
+        return PointwiseConv(in_channels, out_channels, bias=bias, stride=kwargs.get("stride", 1))
+    return nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, **kwargs)
+
+
 class ConvBNReLU(nn.Sequential):
     """``Conv2d(bias=False) -> BatchNorm2d -> ReLU``, padding keeps the size at stride 1.
 
@@ -74,10 +126,10 @@ class ConvBNReLU(nn.Sequential):
             conv: nn.Module = nn.Sequential(
                 nn.Conv2d(in_channels, in_channels, kernel_size, padding=padding, dilation=dilation,
                           groups=in_channels, bias=False),
-                nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                PointwiseConv(in_channels, out_channels, bias=False),
             )
         else:
-            conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
+            conv = conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
         super().__init__(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
@@ -102,7 +154,7 @@ class ResidualBlock(nn.Module):
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+            else nn.Sequential(PointwiseConv(in_channels, out_channels, bias=False), nn.BatchNorm2d(out_channels))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,11 +209,11 @@ class Upsample(nn.Module):
         if mode == "nearest":
             self.up: nn.Module = NearestUpsample(scale)
             if in_channels != out_channels:
-                self.pre = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+                self.pre = PointwiseConv(in_channels, out_channels, bias=False)
         elif mode == "maxunpool":
             self.up = MaxUnpool(scale)
             if in_channels != out_channels:
-                self.pre = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+                self.pre = PointwiseConv(in_channels, out_channels, bias=False)
         elif mode == "transposed":
             self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=scale, stride=scale)
         elif mode == "resize_conv":
@@ -269,7 +321,7 @@ class ImagePooling(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv = PointwiseConv(in_channels, out_channels, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

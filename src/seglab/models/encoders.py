@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from seglab.errors import ConfigError
-from seglab.models.blocks import conv_stage
+from seglab.models.blocks import PointwiseConv, conv_stage
 
 TORCHVISION_RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
@@ -129,6 +129,7 @@ class TorchvisionResNet(nn.Module):
             if pretrained:
                 with torch.no_grad():
                     net.conv1.weight.copy_(adapt_first_conv_weight(old.weight, in_channels))
+        PointwiseConv.replace_in(net)  # 1x1 convs (bottlenecks, down-sampling shortcuts) via oneDNN
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.maxpool = net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4

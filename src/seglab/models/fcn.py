@@ -15,6 +15,7 @@ from torch import nn
 
 from seglab.errors import ConfigError, unknown_choice
 from seglab.models.base import SegmentationModel, SplitHeads, head_sizes
+from seglab.models.blocks import PointwiseConv
 from seglab.models.encoders import PlainEncoder, create_encoder
 
 VARIANTS = {"32s": 1, "16s": 2, "8s": 3}  # number of fused stages
@@ -31,7 +32,7 @@ class FCNDecoder(nn.Module):
         if len(picks) < n_stages:
             raise ConfigError(f"fcn: the encoder has only {len(picks)} resolutions, the variant needs {n_stages}")
         self.picks = picks
-        self.scores = nn.ModuleList(nn.Conv2d(encoder_channels[i], out_channels, 1) for i in picks)
+        self.scores = nn.ModuleList(PointwiseConv(encoder_channels[i], out_channels) for i in picks)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         out = self.scores[0](features[self.picks[0]])

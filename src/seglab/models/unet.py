@@ -20,6 +20,7 @@ from seglab.errors import ConfigError
 from seglab.models.base import Heads, SegmentationModel, head_sizes
 from seglab.models.blocks import (
     UPSAMPLE_MODES,
+    PointwiseConv,
     conv_stage,
     fast_paths_enabled,
     make_upsample,
@@ -153,4 +154,4 @@ class UNet(SegmentationModel):
         )
         self.heads = Heads(self.decoder.out_channels[-1], head_sizes(num_classes, aux_heads))
         if deep_supervision:
-            self.deep_heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in self.decoder.out_channels[:-1])
+            self.deep_heads = nn.ModuleList(PointwiseConv(c, num_classes) for c in self.decoder.out_channels[:-1])
