@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from model_tester import copy_in_order, randomize_batchnorm
 
 from seglab.errors import ConfigError
-from seglab.models.blocks import ASPPv3, make_upsample, upsample_concat_conv3x3
+from seglab.models.blocks import ASPPv3, make_upsample
+from seglab.models.fastpaths import upsample_concat_conv3x3
 
 
 def test_nearest_unpooling_is_repeat_interleave():
@@ -92,7 +93,7 @@ def test_fused_upsample_concat_conv_equals_the_plain_computation(channels_last, 
 
 
 def test_pointwise_conv_onednn_path_equals_conv2d():
-    from seglab.models.blocks import PointwiseConv
+    from seglab.models.fastpaths import PointwiseConv
 
     torch.manual_seed(0)
     conv = PointwiseConv(6, 5).to(memory_format=torch.channels_last)

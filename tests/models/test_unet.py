@@ -51,7 +51,7 @@ def test_maxunpool_refuses_a_backbone():
 
 
 def test_fast_decoder_path_equals_textbook_path_in_both_memory_formats():
-    from seglab.models.blocks import reference_ops
+    from seglab.models.fastpaths import reference_ops
 
     model = create_model("unet", num_classes=2, depth=3, base_channels=4).eval()
     x = torch.rand(2, 3, 40, 56)

@@ -31,7 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from seglab.models.blocks import reference_ops
+from seglab.models.fastpaths import reference_ops
 
 Info = tuple[float, float, float, float]  # rf_h, rf_w, jump_h, jump_w
 INF = math.inf

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.models.blocks import PointwiseConv
+from seglab.models.fastpaths import PointwiseConv
 
 
 class Heads(nn.Module):

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from seglab.errors import ConfigError
-from seglab.models.blocks import PointwiseConv, conv_stage
+from seglab.models.blocks import conv_stage
+from seglab.models.fastpaths import PointwiseConv
 
 TORCHVISION_RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from seglab.errors import ConfigError, unknown_choice
 from seglab.models.base import SegmentationModel, SplitHeads, head_sizes
-from seglab.models.blocks import PointwiseConv
 from seglab.models.encoders import PlainEncoder, create_encoder
+from seglab.models.fastpaths import PointwiseConv
 
 VARIANTS = {"32s": 1, "16s": 2, "8s": 3}  # number of fused stages
 

@@ -18,15 +18,9 @@ from torch import nn
 
 from seglab.errors import ConfigError
 from seglab.models.base import Heads, SegmentationModel, head_sizes
-from seglab.models.blocks import (
-    UPSAMPLE_MODES,
-    PointwiseConv,
-    conv_stage,
-    fast_paths_enabled,
-    make_upsample,
-    upsample_concat_conv3x3,
-)
+from seglab.models.blocks import UPSAMPLE_MODES, conv_stage, make_upsample
 from seglab.models.encoders import PlainEncoder, create_encoder
+from seglab.models.fastpaths import PointwiseConv, fast_paths_enabled, upsample_concat_conv3x3
 
 # Below this many input pixels (N * h * w) the fused path's extra small ops cost more than the
 # multiply-adds it saves (measured on CPU); the plain path runs instead (same result).
