@@ -6,6 +6,7 @@ a dict when ``aux_heads`` or deep supervision add outputs). ``MODELS`` maps each
 class; a model's keyword arguments are its class's ``__init__`` arguments.
 
 Example:
+    >>> import torch
     >>> model = create_model("unet", num_classes=3, encoder="resnet34")
     >>> model(torch.rand(2, 3, 70, 90)).shape
     torch.Size([2, 3, 70, 90])

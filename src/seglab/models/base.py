@@ -15,6 +15,10 @@ Output contract (what the training engine and the predictor can rely on):
 * Outputs coarser than the padded input (DeepLab, FCN) are bilinearly up-sampled to it
   (``align_corners=False``, as torchvision's segmentation models do).
 
+Speed: on CPU, ``model.to(memory_format=torch.channels_last)`` with channels_last input is the
+fast configuration (oneDNN convolutions, see ``seglab.models.fastpaths``); outputs keep the
+input's memory format. Results do not depend on it.
+
 Subclasses only wire parts: ``self.encoder`` (image -> whatever ``self.decoder`` takes),
 ``self.decoder`` (-> features ``N x C x h x w``, or a list ``[final, *deep]`` for deep
 supervision), ``self.heads`` (features -> dict of named outputs) and ``required_divisor``.
