@@ -56,6 +56,11 @@ def _kernel(dist2: torch.Tensor, bandwidth: float, kernel: str) -> torch.Tensor:
     raise unknown_choice("mean-shift kernel", kernel, ("flat", "gaussian"))
 
 
+def _dist2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances ``A x B``."""
+    return torch.cdist(a, b).square_()
+
+
 def mean_shift_modes(
     points: torch.Tensor,
     seeds: torch.Tensor,
@@ -63,25 +68,28 @@ def mean_shift_modes(
     bandwidth: float,
     kernel: str = "flat",
     max_iter: int = 50,
-    tol: float = 1e-3,
+    tol: float = 1e-2,
 ) -> torch.Tensor:
     """Move every seed uphill to a mode of the kernel density of ``points`` (all seeds at once).
 
     Each iteration replaces a seed by the kernel-weighted mean of the points (Comaniciu & Meer
-    2002). A flat-kernel seed with no point within the bandwidth stays where it is.
+    2002); a seed that moved less than ``tol * bandwidth`` is converged and stops. A flat-kernel
+    seed with no point within the bandwidth stays where it is.
 
     Shape:
         points: P x E, seeds: S x E -> modes S x E.
     """
     modes = seeds.clone()
+    active = torch.arange(len(modes))
     for _ in range(max_iter):
-        weights = _kernel(torch.cdist(modes, points).square_(), bandwidth, kernel)  # S x P
-        mass = weights.sum(1, keepdim=True)
-        moved = torch.where(mass > 0, weights @ points / mass.clamp_min(1e-12), modes)
-        shift = (moved - modes).norm(dim=1).max()
-        modes = moved
-        if shift < tol * bandwidth:
+        if active.numel() == 0:
             break
+        current = modes[active]
+        weights = _kernel(_dist2(current, points), bandwidth, kernel)  # S' x P
+        mass = weights.sum(1, keepdim=True)
+        moved = torch.where(mass > 0, weights @ points / mass.clamp_min(1e-12), current)
+        modes[active] = moved
+        active = active[(moved - current).norm(dim=1) >= tol * bandwidth]
     return modes
 
 
@@ -93,10 +101,10 @@ def merge_modes(modes: torch.Tensor, points: torch.Tensor, bandwidth: float) -> 
     """
     if modes.shape[0] == 0:
         return modes
-    density = (torch.cdist(modes, points) <= bandwidth).sum(1)
+    density = (_dist2(modes, points) <= bandwidth**2).sum(1)
     order = torch.argsort(density, descending=True, stable=True)
     modes = modes[order]
-    close = torch.cdist(modes, modes) <= bandwidth
+    close = _dist2(modes, modes) <= bandwidth**2
     keep = torch.ones(len(modes), dtype=torch.bool)
     for i in range(len(modes)):
         if keep[i]:
@@ -111,10 +119,10 @@ def meanshift_cluster(
     *,
     bandwidth: float,
     kernel: str = "flat",
-    n_seeds: int = 128,
+    n_seeds: int = 256,
     max_iter: int = 50,
-    max_rounds: int = 8,
-    max_points: int = 20000,
+    max_rounds: int = 5,
+    max_points: int = 3000,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-shift clustering of ``points`` (P x E) -> (cluster index per point (P), modes (K x E)).
@@ -139,8 +147,8 @@ def meanshift_cluster(
         pick = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_seeds]]
         found = mean_shift_modes(sample, points[pick], bandwidth=bandwidth, kernel=kernel, max_iter=max_iter)
         modes = merge_modes(torch.cat([modes, found]), sample, bandwidth)
-        uncovered = torch.cdist(points, modes).min(1).values > bandwidth
-    return torch.cdist(points, modes).argmin(1), modes
+        uncovered = _dist2(points, modes).min(1).values > bandwidth**2
+    return _dist2(points, modes).argmin(1), modes
 
 
 def _sklearn_cluster(points: np.ndarray, method: str, bandwidth: float, min_samples: int) -> np.ndarray:
@@ -175,7 +183,7 @@ def embedding_meanshift(
     kernel: str = "flat",
     method: str = "meanshift",
     normalize: bool = False,
-    n_seeds: int = 128,
+    n_seeds: int = 256,
     max_iter: int = 50,
     min_samples: int = 10,
     min_size: int = 10,
