@@ -91,6 +91,15 @@ def test_bad_checkpoints_are_one_line(tmp_path, ckpt):
         Predictor.from_checkpoint(ckpt[0], task="semantic")
 
 
+def test_bad_options_are_refused(ckpt):
+    from seglab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gaussian"):
+        Predictor.from_checkpoint(ckpt[0], blend="box")
+    with pytest.raises(SeglabError, match="overlap 1.0"):
+        Predictor.from_checkpoint(ckpt[0], overlap=1.0)
+
+
 def test_cuda_unavailable_is_refused(ckpt):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")

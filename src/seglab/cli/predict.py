@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
     p.add_argument("--block", type=int, default=1024, help="instance decoding block size (default 1024)")
     p.add_argument("--margin", type=int, default=64, help="context around each block, > largest nucleus (default 64)")
-    p.add_argument("--decode-workers", type=int, default=1, help="processes decoding blocks of large images while the model runs (default 1; 0 = inline)")
+    p.add_argument("--decode-workers", type=int, default=0, help="processes decoding blocks of large images while the model runs (default 0: inline; helps when a core is free)")
     p.add_argument("--coco", action="store_true", help="also write <stem>_coco.json (COCO RLE)")
     p.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
     p.add_argument("--workers", type=int, default=1, help="threads reading upcoming images (default 1; 0 = none)")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from seglab.data.io import image_to_tensor
-from seglab.errors import DataError, SeglabError
-from seglab.inference.sliding import iter_prob_bands
+from seglab.errors import DataError, SeglabError, unknown_choice
+from seglab.inference.sliding import BLENDS, iter_prob_bands
 from seglab.inference.source import ArraySource
 from seglab.inference.stitch import decode_blockwise, decode_rows_semantic
 from seglab.inference.tta import dihedral_tta
@@ -120,6 +120,13 @@ class Predictor:
         tile: int | None = None, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
         block: int = 1024, margin: int = 64, decode_workers: int = 0,
     ) -> None:
+        if blend not in BLENDS:
+            raise unknown_choice("blend mode", blend, BLENDS)
+        if not 0 <= overlap < 1 or (tile is not None and tile < 1) or batch_size < 1 or block < 1 or margin < 0:
+            raise SeglabError(
+                f"bad predictor options: overlap {overlap} (in [0, 1)), tile {tile} (>= 1 or None), "
+                f"batch_size {batch_size} (>= 1), block {block} (>= 1), margin {margin} (>= 0)"
+            )
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.meta = meta
