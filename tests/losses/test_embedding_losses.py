@@ -47,7 +47,7 @@ def _kong_slow(x, labels, alpha):
     losses = []
     for xe, lab in zip(x.tolist(), labels.tolist(), strict=True):
         w = _weights(lab)
-        num = den = 0.0
+        sums = {True: [0.0, 0.0], False: [0.0, 0.0]}
         for i in range(len(lab)):
             for j in range(len(lab)):
                 if i == j or lab[i] == 0 or lab[j] == 0:
@@ -56,11 +56,13 @@ def _kong_slow(x, labels, alpha):
                 nj = math.sqrt(sum(b * b for b in xe[j]))
                 cos = sum(a * b for a, b in zip(xe[i], xe[j], strict=True)) / (ni * nj)
                 s = 0.5 * (1.0 + cos)
-                term = (1.0 - s) if lab[i] == lab[j] else max(0.0, s - alpha)
-                num += w[i] * w[j] * term
-                den += w[i] * w[j]
-        if den > 0:
-            losses.append(num / den)
+                same = lab[i] == lab[j]
+                term = (1.0 - s) if same else max(0.0, s - alpha)
+                sums[same][0] += w[i] * w[j] * term
+                sums[same][1] += w[i] * w[j]
+        parts = [s / n for s, n in sums.values() if n > 0]
+        if parts:
+            losses.append(sum(parts) / len(parts))
     return sum(losses) / len(losses) if losses else 0.0
 
 

@@ -27,7 +27,11 @@ plus BCE towards 0 on every background pixel (mean of the two parts).
 embeddings on the unit sphere, calibrated cosine similarity ``s_ij = (1 + x_i . x_j) / 2`` and
 ``l_ij = 1[y_i = y_j] (1 - s_ij) + 1[y_i != y_j] [s_ij - alpha]_+`` with margin ``alpha``
 (0.5 in the paper: different instances only need to be orthogonal or farther), averaged with the
-weights ``w_ij`` over ordered pairs i != j.
+weights ``w_ij`` over ordered pairs i != j, the same-instance and different-instance pairs each
+normalised to total weight 1/2 as for Fathi's loss. (With the plain weighted mean, a patch with
+C nuclei has C(C-1) negative against C positive instance pairs; the negatives of a random
+initialisation already sit near the margin, so the pull term was too weak to learn in short
+CPU runs: within-instance spread stayed at random level.)
 """
 
 from __future__ import annotations
@@ -100,11 +104,17 @@ def fathi_pair_loss(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     pos = F.softplus(d2) - math.log(2.0)  # -log sigma
     d2n = d2.clamp_min(1e-6)
     neg = torch.log1p(torch.exp(-d2n)) - torch.log(-torch.expm1(-d2n))  # -log(1 - sigma)
+    return _balanced_mean(torch.where(same, pos, neg), weights, same, x)
+
+
+def _balanced_mean(loss: torch.Tensor, weights: torch.Tensor, same: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Per image: half the weighted mean over same-instance pairs, half over different ones (a
+    kind that is absent leaves the other with weight 1); then the mean over images with pairs."""
     wp, wn = weights * same, weights * ~same
     sp, sn = wp.sum((1, 2)), wn.sum((1, 2))
-    per_image = 0.5 * (wp * pos).sum((1, 2)) / sp.clamp_min(1e-12) + 0.5 * (wn * neg).sum((1, 2)) / sn.clamp_min(1e-12)
-    per_image = per_image * torch.where((sp > 0) & (sn > 0), 1.0, 2.0)  # one kind only: it weighs 1
-    return _image_mean(per_image, sp + sn > 0, x)
+    per_image = 0.5 * (wp * loss).sum((1, 2)) / sp.clamp_min(1e-12) + 0.5 * (wn * loss).sum((1, 2)) / sn.clamp_min(1e-12)
+    per_image = per_image * torch.where((sp > 0) & (sn > 0), 1.0, 2.0)
+    return _image_mean(per_image, sp + sn > 0, anchor)
 
 
 def kong_pair_loss(x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5) -> torch.Tensor:
@@ -119,9 +129,7 @@ def kong_pair_loss(x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5)
     x = F.normalize(x, dim=-1)
     s = 0.5 * (1.0 + x @ x.transpose(1, 2))
     loss = torch.where(same, 1.0 - s, F.relu(s - alpha))
-    total = weights.sum((1, 2))
-    per_image = (weights * loss).sum((1, 2)) / total.clamp_min(1e-12)
-    return _image_mean(per_image, total > 0, x)
+    return _balanced_mean(loss, weights, same, x)
 
 
 class FathiPairLoss(nn.Module):
