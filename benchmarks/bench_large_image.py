@@ -150,7 +150,9 @@ def large_image_child(checkpoint: str, size: int) -> dict:
         kw = {"tile": 256, "overlap": 0.25, "batch_size": 8, "block": 1024, "margin": 64}
         result["model_alone"] = model_time_on_tiles(Predictor.from_checkpoint(checkpoint, **kw), source, 256, 0.25, 8)
         result["rss_before"] = rss_mb()
+        labels = None
         for workers in (0, 1):
+            del labels
             predictor = Predictor.from_checkpoint(checkpoint, decode_workers=workers, **kw)
             labels, wall, in_run = timed_predict(predictor, source)
             result[f"wall_{workers}"], result[f"in_run_{workers}"] = wall, in_run

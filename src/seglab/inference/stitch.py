@@ -62,7 +62,7 @@ class BlockStitcher:
         height, width = self.out.shape
         flat = labels.ravel()
         area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        rows, cols = np.divmod(np.arange(flat.size), w)
+        rows, cols = np.divmod(np.arange(flat.size, dtype=np.int32), np.int32(w))
         with np.errstate(invalid="ignore", divide="ignore"):
             cy = np.bincount(flat, weights=rows, minlength=n + 1) / area + y0
             cx = np.bincount(flat, weights=cols, minlength=n + 1) / area + x0
@@ -122,7 +122,7 @@ def decode_blockwise(
         out: optional preallocated ``H x W`` integer array (e.g. a memmap), zero-filled.
         pool: optional executor (e.g. a process pool; ``decoder`` must then be picklable) that
             decodes blocks while the caller goes on producing bands; stitching stays in raster
-            order in this thread. At most two block rows are in flight.
+            order in this thread. At most one block row waits in flight.
 
     Returns:
         The ``H x W`` instance map (``out`` when given, else int32), ids unique, 1..K.
@@ -142,7 +142,7 @@ def decode_blockwise(
             block_row += 1
             start = block_row * block - margin
             chunks = [c for c in chunks if c[1] > start]
-        _stitch_ready(pending, stitcher, keep=2 * stitcher.n_bx)
+        _stitch_ready(pending, stitcher, keep=stitcher.n_bx)
     _stitch_ready(pending, stitcher, keep=0)
     return out
 
