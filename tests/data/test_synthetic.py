@@ -67,3 +67,11 @@ def test_bad_style_and_size():
         synth_tile(64, seed=0, style="ihc")
     with pytest.raises(SeglabError):
         synth_tile(4, seed=0)
+
+
+@pytest.mark.parametrize("style", ["he", "fluo"])
+def test_tiles_too_small_for_nuclei_are_empty_not_an_error(style):
+    for seed in range(12):
+        image, inst = synth_tile(24, seed=seed, style=style)
+        assert image.shape[:2] == (24, 24) and inst.shape == (24, 24)
+        assert inst.max() == len(np.unique(inst)) - 1  # ids 1..K, possibly none

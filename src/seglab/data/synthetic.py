@@ -110,6 +110,8 @@ def _rasterise(nuclei: list[tuple], size: int) -> np.ndarray:
 def _clean(inst: np.ndarray) -> np.ndarray:
     """Keep the largest 4-connected piece of each id, drop tiny ones, renumber 1..K."""
     comp = connected_components(inst, background=0, connectivity=1)
+    if comp.max() == 0:  # a tile without nuclei (possible for tiny tiles)
+        return np.zeros(inst.shape, np.int32)
     sizes = np.bincount(comp.ravel())
     owner = np.zeros(sizes.size, np.int64)
     owner[comp.ravel()] = inst.ravel()

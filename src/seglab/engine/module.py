@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seglab.engine.recipes import Recipe
+from seglab.engine.recipes import Recipe, decoder_input
 from seglab.errors import SeglabError
 
 
@@ -67,15 +67,8 @@ class SegmentationModule(L.LightningModule):
         return out if isinstance(out, dict) else {"logits": out}
 
     def probabilities(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The decoder's input stack, N x C' x H x W (see :mod:`seglab.engine.recipes`)."""
-        probs = out["logits"].float().softmax(1)
-        if not self.recipe.aux_heads:
-            return probs
-        stack = [probs[:, 1:2]]
-        for name in self.recipe.aux_heads:
-            head = out[name].float()
-            stack.append(head.sigmoid() if self.recipe.aux_activations.get(name) == "sigmoid" else head)
-        return torch.cat(stack, 1)
+        """The decoder's input stack, N x C' x H x W (see :func:`seglab.engine.recipes.decoder_input`)."""
+        return decoder_input(out, self.recipe)
 
     # -- training ---------------------------------------------------------------------------
     def _loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -72,3 +74,24 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
 
 # instance method -> decoder of the embedding routes (seglab.instances)
 EMBEDDING_METHODS = {"embedding": "embedding_meanshift", "seeds": "embedding_seeds", "recurrent": "embedding_meanshift"}
+
+
+def decoder_input(out: torch.Tensor | dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
+    """Model outputs -> the decoder's input stack, ``N x C' x H x W`` (module docstring).
+
+    Used by validation (:class:`seglab.engine.module.SegmentationModule`) and prediction
+    (:class:`seglab.inference.Predictor`) alike, so both decode the same thing.
+    """
+    out = out if isinstance(out, dict) else {"logits": out}
+    logits = out["logits"].float()
+    if logits.shape[1] > 1:
+        probs = logits.softmax(1)
+    else:  # a single binary channel: [background, foreground]
+        probs = torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
+    if not recipe.aux_heads:
+        return probs
+    stack = [probs[:, 1:2]]
+    for name in recipe.aux_heads:
+        head = out[name].float()
+        stack.append(head.sigmoid() if recipe.aux_activations.get(name) == "sigmoid" else head)
+    return torch.cat(stack, 1)

@@ -63,36 +63,20 @@ def adapt_channels(image: np.ndarray, in_channels: int, path: str | os.PathLike[
 
 
 def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | None, task: str = "instance") -> torch.Tensor:
-    """Model outputs -> the decoder's input stack, as the engine builds it in validation.
+    """Model outputs -> the decoder's input stack, exactly as the engine builds it in validation.
 
-    The soft-max of the logits for ``three_class`` and the semantic task; otherwise the
-    foreground probability followed by each extra head of the method's recipe
-    (:mod:`seglab.engine.recipes`), through its activation (``sigmoid`` or identity).
+    See :func:`seglab.engine.recipes.decoder_input`: the soft-max of the logits for
+    ``three_class`` and the semantic task; otherwise the foreground probability followed by each
+    extra head of the method's recipe, through its activation.
     """
-    out = out if isinstance(out, dict) else {"logits": out}
-    logits = out["logits"].float()
-    probs = logits.softmax(1) if logits.shape[1] > 1 else torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
-    heads = _aux_activations(task, method)
-    if not heads:
-        return probs
-    stack = [probs[:, 1:2]]
-    for name, activation in heads.items():
-        head = out[name].float()
-        stack.append(head.sigmoid() if activation == "sigmoid" else head)
-    return torch.cat(stack, 1)
+    from seglab.engine.recipes import Recipe, decoder_input, make_recipe
 
-
-def _aux_activations(task: str, method: str | None) -> dict[str, str]:
-    """Extra heads of a recipe, in stack order, with their activations."""
-    if task != "instance" or method in (None, "three_class"):
-        return {}
-    from seglab.engine.recipes import make_recipe
-
-    try:
-        recipe = make_recipe(task, method)
-    except ValueError:
-        return {}
-    return {name: recipe.aux_activations.get(name, "identity") for name in recipe.aux_heads}
+    if task == "instance" and method not in (None, "three_class"):
+        try:
+            return decoder_input(out, make_recipe(task, method))
+        except ValueError:
+            pass
+    return decoder_input(out, Recipe(task, method, 0, (), "", ()))
 
 
 class Predictor:
