@@ -27,14 +27,7 @@ def test_same_architecture_as_torchvision_resnet50():
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
 
 
-@pytest.mark.parametrize(
-    ("backbone", "channels"),
-    [
-        ("resnet18_fpn", 3),
-        pytest.param("mobilenet_v3_fpn", 1, marks=pytest.mark.slow),
-        pytest.param("resnet18_fpn", 4, marks=pytest.mark.slow),
-    ],
-)
+@pytest.mark.parametrize(("backbone", "channels"), [("resnet18_fpn", 3), ("mobilenet_v3_fpn", 1), ("resnet18_fpn", 4)])
 def test_train_and_eval(backbone, channels):
     model = build_maskrcnn(backbone=backbone, in_channels=channels, detections_per_image=5, rois_per_image=32,
                            representation_size=64, mask_channels=16)
