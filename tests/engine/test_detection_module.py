@@ -11,7 +11,10 @@ from seglab.data.synthetic import synth_tile
 from seglab.engine.detection_module import DetectionModule
 from seglab.models.maskrcnn import build_maskrcnn
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # raised inside Lightning
+]
 
 
 def _batch(n=2, size=64):

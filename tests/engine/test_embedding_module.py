@@ -10,7 +10,10 @@ from seglab.engine.recipes import make_recipe
 from seglab.losses import CrossEntropyLoss, DiscriminativeLoss
 from seglab.models import create_model
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # raised inside Lightning
+]
 
 
 def _batch(n=2, size=32):
@@ -118,3 +121,25 @@ def test_rejects_other_methods():
     meta = {"preprocessing": {"mean": [0.5], "std": [0.25]}, "decoder": None}
     with pytest.raises(ConfigError):
         EmbeddingModule(model=torch.nn.Conv2d(1, 3, 1), recipe=recipe, loss=torch.nn.CrossEntropyLoss(), meta=meta)
+
+
+@pytest.mark.parametrize("method", ["embedding", "seeds", "recurrent"])
+def test_lightning_fit_with_validation_on_folder_data(method, tmp_path):
+    """Two optimiser steps and one validation epoch through Lightning on a written data set;
+    validation decodes through seglab.instances.decode (the registered embedding decoders)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from seglab.data.dataset import SegmentationDataset, find_samples
+    from seglab.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "data", n=2, size=40, seed=1)
+    samples = find_samples(tmp_path / "data")
+    train = SegmentationDataset(samples, targets=("foreground",), patch_size=32, patches_per_image=2)
+    val = SegmentationDataset(samples[:1], targets=("foreground",), patch_size=None)
+    module = _module(method, pair_pixels=32)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, DataLoader(train, batch_size=2), DataLoader(val, batch_size=1))
+    assert trainer.global_step == 2
+    assert 0.0 <= float(trainer.callback_metrics["val/aji"]) <= 1.0
