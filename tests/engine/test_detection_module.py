@@ -53,6 +53,7 @@ def test_training_step_and_validation():
 
     gt = _batch(n=1)["instances"][0].numpy()
     pred = module.decode_instances(detections, (64, 64))[0]
+    np.testing.assert_array_equal(module.predict_instances(_batch(n=1)["image"])[0], pred)
     assert record["aji"] == pytest.approx(aji(gt, pred))
     assert record["pq"] == pytest.approx(panoptic_quality(gt, pred)["pq"])
     assert pred.shape == (64, 64) and pred.dtype == np.int32

@@ -70,6 +70,16 @@ class DetectionModule(L.LightningModule):
         kwargs = self.decoder_kwargs()
         return [detections_to_instances(d, image_shape=shape, **kwargs) for d in detections]
 
+    @torch.no_grad()
+    def predict_instances(self, image: torch.Tensor) -> list[np.ndarray]:
+        """``N x C x H x W`` images in [0, 1] -> instance maps (for overlays and quick checks)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.decode_instances(self(image), tuple(image.shape[-2:]))
+        finally:
+            self.train(was_training)
+
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self(batch["image"], batch_to_targets(batch["instances"]))
