@@ -13,6 +13,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def train_smp(dirs: dict[str, Path], minutes: float, seed: int):
         find_samples(dirs["train"]), task="instance", targets=("three_class",), patch_size=256,
         patches_per_image=4, transform=build_transforms("default", channels=1), seed=seed,
     )
-    loader = DataLoader(dataset, batch_size=8, shuffle=True, drop_last=True, num_workers=2, persistent_workers=True)
+    loader = DataLoader(dataset, batch_size=8, shuffle=True, drop_last=True, num_workers=1, persistent_workers=True)
     dice = smp.losses.DiceLoss("multiclass", ignore_index=255)
     ce = torch.nn.CrossEntropyLoss(ignore_index=255)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -125,12 +126,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    # the same CPU threads for both: seglab's policy (cores minus one DataLoader worker)
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, cores - 1))
     root = args.out or Path(tempfile.mkdtemp(prefix="bench_train_"))
     dirs = make_data(root / "data", args.seed)
     rows = []
     predict, ips = train_seglab(dirs, args.minutes, root / "seglab_run")
     rows.append(("seglab unet (default recipe)", ips, score(predict, dirs["test"])))
+    torch.set_num_threads(max(1, cores - 1))
     predict, ips = train_smp(dirs, args.minutes, args.seed)
     rows.append(("smp Unet resnet18", ips, score(predict, dirs["test"])))
     print(f"\n{args.minutes:g} min CPU training each, fluo synthetic nuclei, {len(list((dirs['test'] / 'images').iterdir()))} test tiles, mean over tiles")

@@ -65,6 +65,21 @@ def _precision(config: TrainConfig) -> str:
     return "16-mixed" if on_gpu else "32-true"
 
 
+def _cpu_threads(config: TrainConfig) -> None:
+    """On CPU, leave a core to each DataLoader worker: ``threads = (cores - workers) / devices``.
+
+    Oversubscribed OpenMP threads wait at every barrier for a descheduled peer, which made
+    training 5-7x slower on a 2-core machine. ``OMP_NUM_THREADS`` set by the user wins.
+    """
+    import os
+
+    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
+    if not on_cpu or "OMP_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, (cores - config.workers) // max(1, config.devices)))
+
+
 def _loggers(run_dir: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
@@ -158,6 +173,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
     from seglab.errors import DataError
 
     _quiet_lightning()
+    _cpu_threads(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     run_dir = Path(config.out)
     last = run_dir / "last.ckpt"
