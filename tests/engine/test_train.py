@@ -98,3 +98,27 @@ def test_ddp_two_processes_on_cpu(tiny_data, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert load_checkpoint(run / "last.ckpt")["global_step"] == 2
+
+
+def test_kill_during_training_leaves_a_valid_last_checkpoint(tiny_data, tmp_path):
+    """SIGKILL mid-run: last.ckpt still loads, and --resume goes on from its step."""
+    import signal
+    import time
+
+    run = tmp_path / "killed"
+    (tmp_path / "c.yaml").write_text("model_kwargs: {depth: 2, base_channels: 4}\noverlays: 0\nworkers: 0\n")
+    cmd = [sys.executable, "-m", "seglab", "train", "--data", str(tiny_data), "--out", str(run),
+           "--minutes", "5", "--batch-size", "2", "--patch", "32", "--config", str(tmp_path / "c.yaml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.ckpt").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # let it train (and save) a little more
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    step = load_checkpoint(run / "last.ckpt")["global_step"]
+    assert step > 0
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", str(step + 2)]) == 0
+    assert load_checkpoint(run / "last.ckpt")["global_step"] == step + 2
