@@ -52,7 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seglab.config import resolve_config
-    from seglab.errors import ConfigError
     from seglab.engine.trainer import train
 
     config_path = args.config
@@ -61,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
         config_path = saved
     overrides = {key: getattr(args, key) for key in _OVERRIDES}
     config = resolve_config(config_path, overrides)
-    if not config.data:
-        raise ConfigError("--data is required (or a config with `data:`)")
     result = train(config, resume=args.resume)
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"best {result.monitor} {score}  steps {result.steps}  epochs {result.epochs}")
