@@ -80,6 +80,9 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        flag = "--" + key.replace("_", "-")
+        return ConfigError(f"{source}: {key} is required ({flag} or '{key}:' in a YAML config)")
     if err["type"] == "extra_forbidden":
         valid = ", ".join(sorted(TrainConfig.model_fields))
         return ConfigError(f"{source}: unknown config key {key!r}; valid keys: {valid}")
