@@ -79,7 +79,7 @@ def test_recurrent_loss_averages_stages():
     stages = module.grouping(gather_pixels(emb, index), valid)
     expected = sum(kong_pair_loss(x, labels) for x in stages) / 3
     torch.testing.assert_close(value, expected)
-    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.5}
+    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7}
 
 
 def test_empty_batch_is_finite():

@@ -89,7 +89,8 @@ class EmbeddingModule(SegmentationModule):
             kwargs.setdefault("delta_v", delta_v)
         elif self.recipe.method == "recurrent":
             kwargs.setdefault("normalize", True)
-            kwargs.setdefault("bandwidth", 0.5)  # same instance: cos -> 1; others: cos <= 0 (dist >= 1.41)
+            # trained: same instance cos -> 1, others cos <= 0, i.e. >= sqrt(2) apart: half of that
+            kwargs.setdefault("bandwidth", 0.7)
 
     # -- losses -------------------------------------------------------------------------------
     def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
