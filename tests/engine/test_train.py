@@ -122,3 +122,30 @@ def test_kill_during_training_leaves_a_valid_last_checkpoint(tiny_data, tmp_path
     assert step > 0
     assert main(["train", "--out", str(run), "--resume", "--max-steps", str(step + 2)]) == 0
     assert load_checkpoint(run / "last.ckpt")["global_step"] == step + 2
+
+
+@pytest.mark.parametrize("method", ["embedding", "seeds", "recurrent"])
+def test_embedding_routes_train_and_predict(tiny, tiny_data, tmp_path, method):
+    from seglab.inference import Predictor
+
+    result = train(_config(tiny, tiny_data, tmp_path / method, method=method, max_steps=2, embedding_dim=4), plain_log=True)
+    meta = load_checkpoint(result.best_checkpoint)["seglab"]
+    assert meta["method"] == method and meta["model"]["kwargs"]["aux_heads"]["embedding"] == 4
+    image = np.zeros((40, 40, 3), np.uint8) + 200
+    labels = Predictor.from_checkpoint(result.best_checkpoint).predict(image)["instances"]
+    assert labels.shape == (40, 40)
+
+
+def test_maskrcnn_trains_and_predicts_through_the_same_commands(tiny_data, tmp_path):
+    run, pred = tmp_path / "mrcnn", tmp_path / "pred"
+    (tmp_path / "m.yaml").write_text(
+        "model: maskrcnn\nmodel_kwargs: {backbone: resnet18_fpn, rois_per_image: 32, representation_size: 32, mask_channels: 8}\n"
+        "workers: 0\noverlays: 1\n"
+    )
+    assert main(["train", "--config", str(tmp_path / "m.yaml"), "--data", str(tiny_data), "--out", str(run),
+                 "--max-steps", "2", "--batch-size", "2", "--patch", "32"]) == 0
+    meta = load_checkpoint(run / "best.ckpt")["seglab"]
+    assert meta["method"] == "maskrcnn" and meta["model"]["name"] == "maskrcnn"
+    assert main(["predict", "--checkpoint", str(run / "best.ckpt"), "--input", str(tiny_data / "images"),
+                 "--output", str(pred), "--tile", "32"]) == 0
+    assert len(list(pred.glob("*_instances.tif"))) == 5

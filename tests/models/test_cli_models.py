@@ -8,7 +8,7 @@ import torch
 from seglab.analysis import count_flops, memory_profile, receptive_field
 from seglab.cli import models as cli
 from seglab.errors import ConfigError
-from seglab.models import MODELS, create_model
+from seglab.models import DETECTION_MODELS, MODELS, create_model
 
 
 def run(**kwargs) -> None:
@@ -20,7 +20,7 @@ def run(**kwargs) -> None:
 def test_list_names_every_model_with_its_parameter_count(capsys):
     run()
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == list(MODELS)
+    assert [line.split()[0] for line in lines[1:]] == [*MODELS, *DETECTION_MODELS]
     with torch.device("meta"):
         params = sum(p.numel() for p in create_model("allconv", num_classes=2).parameters())
     assert f"{params:,}" in lines[1]

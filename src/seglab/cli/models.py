@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from seglab.analysis import count_flops, count_parameters, memory_profile, receptive_field
     from seglab.errors import ConfigError
-    from seglab.models import MODELS, create_model
+    from seglab.models import DETECTION_MODELS, MODELS, create_model
 
     if args.size < 1 or args.batch < 1:
         raise ConfigError("--size and --batch must be positive")
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
                 model = create_model(name, num_classes=2)
             macs = count_flops(model, 256) / 2
             print(f"{name:<15}{count_parameters(model):>14,}{macs / 1e9:>12.2f}  {cls.__module__}.{cls.__name__}")
+        for name, cls in DETECTION_MODELS.items():  # data-dependent graph: no MAC count
+            with torch.device("meta"):
+                model = create_model(name, num_classes=2)
+            print(f"{name:<15}{count_parameters(model):>14,}{'-':>12}  {cls.__module__}.{cls.__name__}")
         return 0
 
     kwargs = {} if args.encoder is None else {"encoder": args.encoder}

@@ -121,6 +121,19 @@ class SegmentationModule(L.LightningModule):
         kwargs = self.meta["decoder"]["kwargs"]
         return [decode(self.recipe.decoder, p, **kwargs) for p in probs.cpu().numpy()]
 
+    @torch.inference_mode()
+    def predict_instances(self, image: torch.Tensor) -> list[np.ndarray]:
+        """``N x C x H x W`` images in [0, 1] -> label maps: instances, or classes (semantic task)."""
+        was_training = self.training
+        self.eval()
+        try:
+            probs = self.probabilities(self(image.float()))
+        finally:
+            self.train(was_training)
+        if self.recipe.task == "semantic":
+            return list(probs.argmax(1).cpu().numpy())
+        return self.decode_instances(probs)
+
     def on_validation_epoch_end(self) -> None:
         if self.recipe.task == "semantic":
             scores = self._confusion.compute()

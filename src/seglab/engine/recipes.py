@@ -12,6 +12,8 @@ classes that make touching nuclei separable, and a decoder turns them into an in
                  pixels assigned by embedding similarity.
 ``recurrent``    foreground + embeddings grouped by an unrolled recurrent mean-shift during
                  training (Kong and Fowlkes 2018), decoded by mean-shift.
+``maskrcnn``     direct instance segmentation (``--model maskrcnn``): boxes + masks from the
+                 instance maps, masks pasted by score.
 ``semantic``     one class per label value, CE + Dice, arg-max.
 
 The decoder input is a ``C' x H x W`` stack (see :mod:`seglab.instances`): the full softmax for
@@ -61,11 +63,13 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
             ("background", "foreground"), aux_heads={"distance": 1}, aux_activations={"distance": "sigmoid"},
             decoder="distance_watershed",
         )
+    if method == "maskrcnn":  # direct instance segmentation: the dataset's instance maps suffice
+        return Recipe("instance", "maskrcnn", 2, (), "", ("background", "nucleus"), decoder="maskrcnn")
     if method in EMBEDDING_METHODS:
         heads = {"embedding": embedding_dim} if method != "seeds" else {"seediness": 1, "embedding": embedding_dim}
         acts = {"embedding": "identity", "seediness": "sigmoid"}
         return Recipe(
-            "instance", method, 2, ("foreground", "instances"), "foreground",
+            "instance", method, 2, ("foreground",), "foreground",
             ("background", "foreground"), aux_heads=heads,
             aux_activations={k: acts[k] for k in heads}, decoder=EMBEDDING_METHODS[method],
         )

@@ -60,7 +60,7 @@ def write_curves(run_dir: Path) -> Path | None:
 
 @torch.inference_mode()
 def write_overlays(run_dir: Path, module: Any, data: Any, *, count: int) -> list[Path]:
-    """``overlays/<stem>.png``: predicted contours (and ground-truth contours) on validation images."""
+    """``overlays/<stem>.png``: predicted instance (or class) contours on validation images."""
     from seglab.data.io import write_image
     from seglab.inference.writers import overlay
 
@@ -71,14 +71,8 @@ def write_overlays(run_dir: Path, module: Any, data: Any, *, count: int) -> list
     written = []
     for i in range(min(count, len(dataset))):
         item = dataset[i]
-        probs = module.probabilities(module(item["image"][None].float()))[0].numpy()
+        labels = module.predict_instances(item["image"][None])[0]
         image = (item["image"].permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
-        if module.recipe.task == "semantic":
-            labels = probs.argmax(0)
-        else:
-            from seglab.instances import decode
-
-            labels = decode(module.recipe.decoder, probs, **module.meta["decoder"]["kwargs"])
         out = run_dir / "overlays" / f"{item['stem']}.png"
         write_image(out, overlay(image, labels))
         written.append(out)

@@ -26,7 +26,8 @@ from seglab.engine.datamodule import (
     split_samples,
 )
 from seglab.engine.module import SegmentationModule
-from seglab.engine.recipes import Recipe, make_recipe
+from seglab.engine.recipes import EMBEDDING_METHODS, Recipe, make_recipe
+from seglab.errors import ConfigError
 
 DEFAULT_EPOCHS = 30
 
@@ -45,12 +46,18 @@ class TrainResult:
     images_per_second: float
 
 
-def build_model(config: TrainConfig, recipe: Recipe, in_channels: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+def build_model(
+    config: TrainConfig, recipe: Recipe, in_channels: int, mean: list[float], std: list[float]
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Create the model named by the config; return it and the kwargs that recreate it."""
     from seglab.models import create_model
 
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": recipe.num_classes}
-    if config.encoder is not None:
+    if recipe.method == "maskrcnn":  # normalises inside; --encoder names its FPN backbone
+        kwargs.update(image_mean=mean, image_std=std)
+        if config.encoder is not None:
+            kwargs["backbone"] = config.encoder
+    elif config.encoder is not None:
         kwargs["encoder"] = config.encoder
     if recipe.aux_heads:
         kwargs["aux_heads"] = dict(recipe.aux_heads)
@@ -94,7 +101,7 @@ def _loggers(run_dir: Path) -> list[Any]:
     return loggers
 
 
-def prepare(config: TrainConfig) -> tuple[SegmentationModule, SegmentationDataModule, Recipe]:
+def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataModule, Recipe]:
     """Resolve data, recipe, model and loss into a module and a data module."""
     from seglab.losses import create_loss
 
@@ -107,9 +114,13 @@ def prepare(config: TrainConfig) -> tuple[SegmentationModule, SegmentationDataMo
     num_classes = config.num_classes
     if config.task == "semantic" and num_classes is None:
         num_classes = infer_num_classes(train_samples)
-    recipe = make_recipe(config.task, config.method, num_classes, embedding_dim=config.embedding_dim)
-    model, model_kwargs = build_model(config, recipe, channels)
-    loss = create_loss(config.loss, mode="multiclass", ignore_index=255)
+    from seglab.models import DETECTION_MODELS
+
+    method = "maskrcnn" if config.model in DETECTION_MODELS else config.method
+    if method == "maskrcnn" and config.task != "instance":
+        raise ConfigError(f"model {config.model!r} is for the instance task")
+    recipe = make_recipe(config.task, method, num_classes, embedding_dim=config.embedding_dim)
+    model, model_kwargs = build_model(config, recipe, channels, mean, std)
     decoder = None if recipe.decoder is None else {"name": recipe.decoder, "kwargs": dict(config.decoder_kwargs)}
     meta = make_meta(
         task=recipe.task,
@@ -121,16 +132,18 @@ def prepare(config: TrainConfig) -> tuple[SegmentationModule, SegmentationDataMo
         classes=list(recipe.class_names),
         patch_size=config.patch,
     )
-    module = SegmentationModule(
-        model=model.to(memory_format=torch.channels_last),
-        recipe=recipe,
-        loss=loss,
-        meta=meta,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        warmup=config.warmup,
-    )
+    optim = {"lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule, "warmup": config.warmup}
+    if recipe.method == "maskrcnn":
+        from seglab.engine.detection_module import DetectionModule
+
+        module = DetectionModule(model=model, meta=meta, **optim)
+    else:
+        module_class = SegmentationModule
+        if recipe.method in EMBEDDING_METHODS:
+            from seglab.engine.embedding_module import EmbeddingModule as module_class
+        loss = create_loss(config.loss, mode="multiclass", ignore_index=255)
+        model = model.to(memory_format=torch.channels_last)
+        module = module_class(model=model, recipe=recipe, loss=loss, meta=meta, **optim)
     data = SegmentationDataModule(
         train=train_samples,
         val=val_samples,

@@ -144,7 +144,8 @@ class Predictor:
         if meta["task"] not in TASKS or (task is not None and meta["task"] != task):
             wanted = task or " or ".join(TASKS)
             raise DataError(path, f"checkpoint is for the {meta['task']!r} task; predict needs {wanted}")
-        if meta["task"] == "instance" and (meta["decoder"] or {}).get("name") not in DECODERS:
+        detection = meta.get("method") == "maskrcnn"
+        if meta["task"] == "instance" and not detection and (meta["decoder"] or {}).get("name") not in DECODERS:
             raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
         try:
             model = build_model(ckpt, path)
@@ -152,6 +153,10 @@ class Predictor:
             raise
         except SeglabError as exc:
             raise DataError(path, str(exc)) from None
+        if detection:
+            from seglab.inference.detection import DetectionPredictor
+
+            return DetectionPredictor(model, meta, **kwargs)
         return cls(model, meta, **kwargs)
 
     # -- preprocessing ------------------------------------------------------------------------

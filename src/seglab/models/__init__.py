@@ -3,7 +3,9 @@
 Every model is encoder -> decoder -> heads through ``seglab.models.base.SegmentationModel``,
 whose docstring states the output contract (logits ``N x num_classes x H x W`` for any ``H x W``;
 a dict when ``aux_heads`` or deep supervision add outputs). ``MODELS`` maps each name to its
-class; a model's keyword arguments are its class's ``__init__`` arguments.
+class; a model's keyword arguments are its class's ``__init__`` arguments. ``DETECTION_MODELS``
+holds the direct instance-segmentation models (Mask R-CNN), which take lists of images and
+return losses (training) or detections (evaluation) instead of logits.
 
 Example:
     >>> import torch
@@ -27,6 +29,7 @@ from seglab.models.deeplabv3 import DeepLabV3
 from seglab.models.deeplabv3plus import DeepLabV3Plus
 from seglab.models.encdec import EncoderDecoder
 from seglab.models.fcn import FCN
+from seglab.models.maskrcnn import MaskRCNNModel
 from seglab.models.unet import UNet
 
 MODELS: dict[str, type[SegmentationModel]] = {
@@ -39,19 +42,28 @@ MODELS: dict[str, type[SegmentationModel]] = {
     "deeplabv3plus": DeepLabV3Plus,
 }
 
-__all__ = ["MODELS", "SegmentationModel", "create_model", "model_kwargs"]
+# name -> detection model class (lists of images in, losses or detections out)
+DETECTION_MODELS: dict[str, type[nn.Module]] = {"maskrcnn": MaskRCNNModel}
+
+__all__ = ["DETECTION_MODELS", "MODELS", "SegmentationModel", "create_model", "model_kwargs"]
+
+
+def _model_class(name: str) -> type[nn.Module]:
+    if name in MODELS:
+        return MODELS[name]
+    if name in DETECTION_MODELS:
+        return DETECTION_MODELS[name]
+    raise unknown_choice("model", name, [*MODELS, *DETECTION_MODELS])
 
 
 def model_kwargs(name: str) -> dict[str, Any]:
     """The keyword arguments of model ``name`` with their defaults (``inspect.Parameter.empty`` if required)."""
-    if name not in MODELS:
-        raise unknown_choice("model", name, MODELS)
-    params = inspect.signature(MODELS[name].__init__).parameters
+    params = inspect.signature(_model_class(name).__init__).parameters
     return {k: p.default for k, p in params.items() if k != "self"}
 
 
 def create_model(name: str, *, in_channels: int = 3, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build model ``name`` from ``MODELS`` (random init unless ``pretrained=`` asks otherwise).
+    """Build model ``name`` from ``MODELS`` or ``DETECTION_MODELS`` (random init unless ``pretrained=`` asks otherwise).
 
     Raises:
         ConfigError: unknown model name, or a keyword argument the model does not take (the
@@ -63,4 +75,4 @@ def create_model(name: str, *, in_channels: int = 3, num_classes: int, **kwargs:
         raise ConfigError(
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(sorted(valid))}"
         )
-    return MODELS[name](in_channels=in_channels, num_classes=num_classes, **kwargs)
+    return _model_class(name)(in_channels=in_channels, num_classes=num_classes, **kwargs)

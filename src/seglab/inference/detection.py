@@ -1,0 +1,67 @@
+"""Prediction with direct instance-segmentation checkpoints (``--model maskrcnn``).
+
+Mask R-CNN predicts boxes and masks, not per-pixel probabilities, so there is nothing to blend:
+the image is cut into overlapping tiles, each tile is detected, and every object is kept by the
+tile that owns its box centre (:func:`seglab.instances.detections.predict_tiled_detections`).
+The image is held in memory as one float tensor (unlike the probability route, which streams
+bands of a memory-mapped image).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.data.io import image_to_tensor
+from seglab.errors import SeglabError
+from seglab.inference.predictor import Predictor, adapt_channels
+from seglab.inference.source import ArraySource
+
+
+class DetectionPredictor(Predictor):
+    """A :class:`Predictor` for Mask R-CNN checkpoints (same options; ``tta`` is refused)."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], **kwargs: Any) -> None:
+        if kwargs.get("tta"):
+            raise SeglabError("test-time augmentation is not available for Mask R-CNN checkpoints")
+        super().__init__(model, meta, **kwargs)
+
+    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
+        """``H x W x C`` rows -> ``C x H x W`` in [0, 1] (the model normalises inside)."""
+        return image_to_tensor(adapt_channels(rows, self.in_channels, path))
+
+    def predict_probs(self, image: Any) -> np.ndarray:
+        raise SeglabError("Mask R-CNN predicts detections, not per-pixel probabilities")
+
+    @torch.inference_mode()
+    def predict_source(
+        self, source: ArraySource, *, out: np.ndarray | None = None, on_tiles: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        from seglab.instances.detections import predict_tiled_detections
+
+        image = self.preprocess(source.read_all(), source.path).to(self.device)
+        height, width = image.shape[-2:]
+        labels = predict_tiled_detections(
+            self.model, image, tile=self.tile or max(height, width), overlap=self.overlap,
+            batch_size=self.batch_size, **(self.decoder or {}).get("kwargs", {}),
+        )
+        if on_tiles is not None:
+            on_tiles(1, 1)
+        if out is None:
+            return labels.astype(np.int32, copy=False)
+        out[...] = labels
+        return out
+
+    def predict(self, image: np.ndarray | str | Path) -> dict[str, np.ndarray]:
+        """``{"instances": H x W int32}`` for one in-memory image or image file."""
+        if isinstance(image, str | Path):
+            from seglab.inference.source import open_image
+
+            image = open_image(image)
+        source = image if isinstance(image, ArraySource) else ArraySource(image)
+        return {"instances": self.predict_source(source)}
