@@ -4,7 +4,8 @@ Both train on the same fluorescence-like synthetic nuclei (the generator's ``flu
 same 3-class target (background / interior / boundary) with CE + Dice, for the same wall-clock
 budget on this CPU, and both are decoded by the same marker watershed and scored on the same
 held-out tiles. The peer is smp ``Unet(encoder_name="resnet18", encoder_weights=None)`` trained
-by a plain PyTorch loop (AdamW, constant learning rate, smp's DiceLoss + CrossEntropy).
+by a plain PyTorch loop (AdamW, constant learning rate, smp's DiceLoss + CrossEntropy) on the
+same patches (128 px, 8 per image, batch 8, the same augmentation and one DataLoader worker).
 
 Usage:
     python benchmarks/bench_train_vs_smp.py [--minutes 3] [--out /tmp/bench_train]
@@ -82,9 +83,10 @@ def train_smp(dirs: dict[str, Path], minutes: float, seed: int):
 
     torch.manual_seed(seed)
     model = smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=1, classes=3)
+    # the same patch sampling as seglab's recipe, so both see the same pixels per step
     dataset = SegmentationDataset(
-        find_samples(dirs["train"]), task="instance", targets=("three_class",), patch_size=256,
-        patches_per_image=4, transform=build_transforms("default", channels=1), seed=seed,
+        find_samples(dirs["train"]), task="instance", targets=("three_class",), patch_size=128,
+        patches_per_image=8, transform=build_transforms("default", channels=1), seed=seed,
     )
     loader = DataLoader(dataset, batch_size=8, shuffle=True, drop_last=True, num_workers=1, persistent_workers=True)
     dice = smp.losses.DiceLoss("multiclass", ignore_index=255)
