@@ -66,7 +66,9 @@ def test_checkpoint_meta_and_schedule():
     module.on_save_checkpoint(ckpt)
     assert ckpt["seglab"]["method"] == "maskrcnn"
     module.progress = lambda: 0.5
-    assert module._lr_factor(0) == pytest.approx(0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    expected = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert scheduler.get_last_lr()[0] == pytest.approx(module.lr * expected)
     opt = module.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[1]["weight_decay"] == 0.0
 

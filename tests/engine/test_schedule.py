@@ -7,6 +7,7 @@ import torch
 
 from seglab.engine.callbacks import Budget
 from seglab.engine.module import SegmentationModule
+from seglab.engine.optim import lr_factor
 from seglab.engine.recipes import make_recipe
 
 
@@ -33,7 +34,17 @@ def _module(schedule: str, progress: float) -> SegmentationModule:
     ],
 )
 def test_lr_factor(schedule, progress, expected):
-    assert _module(schedule, progress)._lr_factor(0) == pytest.approx(expected)
+    assert lr_factor(progress, schedule=schedule, warmup=0.1) == pytest.approx(expected)
+
+
+def test_module_schedule_reads_progress_at_every_step():
+    share = {"now": 0.0}
+    module = _module("onecycle", 0.0)
+    module.progress = lambda: share["now"]
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    share["now"] = 0.05
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(module.lr * 0.55)
 
 
 def test_budget_progress_takes_the_largest_share_and_survives_resume():

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from seglab.data.detection import batch_to_targets
-from seglab.engine.module import SegmentationModule
+from seglab.engine.optim import budget_optimizer
 from seglab.errors import SeglabError
 from seglab.instances.detections import detections_to_instances
 
@@ -110,19 +110,11 @@ class DetectionModule(L.LightningModule):
             self.log(f"val/{key}", float(np.mean(values)) if values else 0.0, prog_bar=True, sync_dist=True)
 
     # -- optimisation -----------------------------------------------------------------------
-    def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _lr_factor(self, step: int) -> float:
-        """The same factor as SegmentationModule's (it reads only progress, schedule, warmup)."""
-        return SegmentationModule._lr_factor(self, step)  # type: ignore[arg-type]
+    def configure_optimizers(self) -> dict[str, Any]:
+        return budget_optimizer(
+            self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+            warmup=self.warmup, progress=lambda: self.progress(),
+        )
 
     # -- checkpoint metadata ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ logits into probabilities, decodes instances (instance task) and scores them wit
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seglab.engine.optim import budget_optimizer
 from seglab.engine.recipes import Recipe, decoder_input
 from seglab.errors import SeglabError
 
@@ -146,26 +146,11 @@ class SegmentationModule(L.LightningModule):
             self.log(f"val/{key}", value, prog_bar=True, sync_dist=True)
 
     # -- optimisation -----------------------------------------------------------------------
-    def configure_optimizers(self):
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _lr_factor(self, _step: int) -> float:
-        """Learning-rate factor from the share of the budget used (steps, epochs or minutes)."""
-        t = min(max(float(self.progress()), 0.0), 1.0)
-        if self.schedule == "constant":
-            return 1.0
-        if self.schedule == "onecycle" and t < self.warmup:
-            return 0.1 + 0.9 * t / self.warmup
-        if self.schedule == "onecycle":
-            t = (t - self.warmup) / max(1e-8, 1.0 - self.warmup)
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
+    def configure_optimizers(self) -> dict[str, Any]:
+        return budget_optimizer(
+            self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+            warmup=self.warmup, progress=lambda: self.progress(),
+        )
 
     # -- checkpoint metadata ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
