@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-# route -> config overrides on top of COMMON (the same train() call for every route)
+# route -> config overrides on top of common_settings() (the same train() call for every route)
 ROUTES: dict[str, dict[str, Any]] = {
     "three_class": {"method": "three_class"},
     "distance": {"method": "distance"},
@@ -51,21 +51,11 @@ LABELS = {
     "recurrent": "recurrent (Kong-Fowlkes)",
     "maskrcnn": "Mask R-CNN r18-FPN",
 }
-COMMON: dict[str, Any] = {
-    "task": "instance",
-    "model": "unet",
-    "model_kwargs": {"depth": 4, "base_channels": 16},
-    "loss": "ce+dice",
-    "batch_size": 8,
-    "patch": 128,
-    "patches_per_image": 8,
-    "lr": 3e-3,
-    "schedule": "onecycle",
-    "augment": "default",
-    "workers": 1,
-    "overlays": 1,
-    "seed": 0,
-}
+def common_settings() -> dict[str, Any]:
+    """The demo's recipe (configs/nuclei_unet.yaml), shared by every route."""
+    from seglab.engine.demo import DEMO_RECIPE
+
+    return {**DEMO_RECIPE, "overlays": 1, "seed": 0}
 
 
 def make_data(root: Path, n_train: int, n_test: int, size: int, seed: int) -> dict[str, Path]:
@@ -82,7 +72,7 @@ def train_route(route: str, dirs: dict[str, Path], out: Path, minutes: float) ->
     from seglab.config import resolve_config
     from seglab.engine.trainer import train
 
-    overrides = {**COMMON, **ROUTES[route], "data": str(dirs["train"]), "out": str(out / route), "minutes": minutes}
+    overrides = {**common_settings(), **ROUTES[route], "data": str(dirs["train"]), "out": str(out / route), "minutes": minutes}
     return train(resolve_config(None, overrides), plain_log=True)
 
 
