@@ -41,8 +41,10 @@ def test_module_schedule_reads_progress_at_every_step():
     share = {"now": 0.0}
     module = _module("onecycle", 0.0)
     module.progress = lambda: share["now"]
-    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    config = module.configure_optimizers()
+    scheduler = config["lr_scheduler"]["scheduler"]
     share["now"] = 0.05
+    config["optimizer"].step()
     scheduler.step()
     assert scheduler.get_last_lr()[0] == pytest.approx(module.lr * 0.55)
 
