@@ -65,6 +65,12 @@ class TrainConfig(BaseModel):
             raise ValueError("val_fraction must lie in (0, 1)")
         if self.patch < 16 or self.batch_size < 1 or self.patches_per_image < 1:
             raise ValueError("patch must be >= 16 and batch_size, patches_per_image >= 1")
+        if self.devices < 1 or self.num_nodes < 1 or self.val_every < 1 or self.embedding_dim < 1:
+            raise ValueError("devices, num_nodes, val_every and embedding_dim must be >= 1")
+        if self.workers < 0 or not 0.0 <= self.warmup < 1.0:
+            raise ValueError("workers must be >= 0 and warmup in [0, 1)")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError("num_classes must be >= 2")
         for name in ("minutes", "epochs", "max_steps"):
             value = getattr(self, name)
             if value is not None and value <= 0:

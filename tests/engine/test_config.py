@@ -41,3 +41,13 @@ def test_bad_values_and_files_are_one_line(tmp_path):
     broken.write_text("data: [unclosed\n")
     with pytest.raises(DataError, match="invalid YAML"):
         resolve_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("workers", -1, "workers must be >= 0"), ("num_classes", 1, "num_classes must be >= 2"),
+     ("devices", 0, "devices"), ("warmup", 1.5, "warmup in [0, 1)")],
+)
+def test_out_of_range_values(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        resolve_config(None, {"data": "d", "out": "o", key: value})

@@ -40,3 +40,11 @@ def test_analyze_prints_the_library_figures(capsys):
 def test_analyze_unknown_model():
     with pytest.raises(ConfigError, match="unknown model"):
         run(analyze="segnet")
+
+
+def test_analyze_refuses_detection_models_in_one_line(capsys):
+    from seglab.cli import main
+
+    assert main(["models", "--analyze", "maskrcnn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("seglab: error:") and "detection model" in err and "\n" not in err

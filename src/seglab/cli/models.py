@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<15}{count_parameters(model):>14,}{'-':>12}  {cls.__module__}.{cls.__name__}")
         return 0
 
+    if args.analyze in DETECTION_MODELS:
+        raise ConfigError(f"--analyze takes a segmentation model; {args.analyze!r} is a detection model")
     kwargs = {} if args.encoder is None else {"encoder": args.encoder}
     with torch.device("meta"):
         model = create_model(args.analyze, in_channels=args.in_channels, num_classes=2, **kwargs)

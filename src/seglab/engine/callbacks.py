@@ -75,7 +75,9 @@ class Budget(L.Callback):
         self._step = trainer.global_step
         out_of_time = self.seconds is not None and self.elapsed() + self._val_seconds >= self.seconds
         out_of_steps = self.max_steps is not None and self._step >= self.max_steps
-        if out_of_time or out_of_steps:
+        # every rank must stop at the same step (one rank alone in validation would hang the
+        # others in their next all-reduce): any rank out of budget stops them all
+        if trainer.strategy.reduce_boolean_decision(out_of_time or out_of_steps, all=False):
             trainer.should_stop = True  # Lightning then validates (and checkpoints) before stopping
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -6,6 +6,7 @@ files go where, measures the channel statistics used for normalisation, and buil
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from pathlib import Path
@@ -100,11 +101,13 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = math.ceil(len(self.train_samples) * self.patches_per_image / world)
         return DataLoader(
             self._dataset(self.train_samples, train=True),
             batch_size=self.batch_size,
             shuffle=True,
-            drop_last=len(self.train_samples) * self.patches_per_image > self.batch_size,
+            drop_last=per_rank > self.batch_size,  # a ragged last batch only when it is the only one
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=False,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from seglab.data.detection import batch_to_targets
+from seglab.engine.module import log_instance_scores
 from seglab.engine.optim import budget_optimizer
 from seglab.errors import SeglabError
 from seglab.instances.detections import detections_to_instances
@@ -105,9 +106,7 @@ class DetectionModule(L.LightningModule):
             self._val_records.append({"aji": aji(gt, pred), "pq": panoptic_quality(gt, pred)["pq"]})
 
     def on_validation_epoch_end(self) -> None:
-        for key in ("aji", "pq"):
-            values = [r[key] for r in self._val_records]
-            self.log(f"val/{key}", float(np.mean(values)) if values else 0.0, prog_bar=True, sync_dist=True)
+        log_instance_scores(self, self._val_records)
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

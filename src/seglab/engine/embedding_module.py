@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from seglab.engine.module import SegmentationModule
+from seglab.engine.recipes import EMBEDDING_METHODS
 from seglab.errors import ConfigError
 from seglab.losses.discriminative import DiscriminativeLoss
 from seglab.losses.embedding import (
@@ -38,7 +39,7 @@ from seglab.losses.embedding import (
 )
 from seglab.models.recurrent_grouping import RecurrentMeanShift
 
-EMBEDDING_ROUTES = ("embedding", "seeds", "recurrent")
+EMBEDDING_ROUTES = tuple(EMBEDDING_METHODS)
 
 
 class EmbeddingModule(SegmentationModule):

@@ -19,6 +19,22 @@ from seglab.engine.recipes import Recipe, decoder_input
 from seglab.errors import SeglabError
 
 
+def sum_over_ranks(module: L.LightningModule, values: np.ndarray) -> np.ndarray:
+    """Element-wise sum over DDP ranks (identity on one process)."""
+    tensor = torch.as_tensor(values, dtype=torch.float64, device=module.device)
+    if module.trainer.world_size > 1:
+        tensor = module.trainer.strategy.reduce(tensor, reduce_op="sum")
+    return tensor.cpu().numpy()
+
+
+def log_instance_scores(module: L.LightningModule, records: list[dict[str, float]]) -> None:
+    """Log ``val/aji`` and ``val/pq``: the mean over every rank's validation images."""
+    sums = [sum(r[key] for r in records) for key in ("aji", "pq")]
+    aji_sum, pq_sum, count = sum_over_ranks(module, np.array([*sums, len(records)]))
+    module.log("val/aji", float(aji_sum / max(count, 1)), prog_bar=True)
+    module.log("val/pq", float(pq_sum / max(count, 1)), prog_bar=True)
+
+
 class SegmentationModule(L.LightningModule):
     """Wires a seglab model, its loss and its validation metrics.
 
@@ -135,15 +151,15 @@ class SegmentationModule(L.LightningModule):
         return self.decode_instances(probs)
 
     def on_validation_epoch_end(self) -> None:
+        """Data-set scores over every rank's images: summed confusion matrix, mean over images."""
         if self.recipe.task == "semantic":
-            scores = self._confusion.compute()
-            self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True, sync_dist=True)
-            self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])), sync_dist=True)
+            from seglab.metrics import scores_from_matrix
+
+            scores = scores_from_matrix(sum_over_ranks(self, self._confusion.matrix))
+            self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True)
+            self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])))
             return
-        for key in ("aji", "pq"):
-            values = [r[key] for r in self._val_records]
-            value = float(np.mean(values)) if values else 0.0
-            self.log(f"val/{key}", value, prog_bar=True, sync_dist=True)
+        log_instance_scores(self, self._val_records)
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

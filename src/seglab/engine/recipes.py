@@ -24,9 +24,10 @@ head in ``aux_heads`` order, each through its activation in ``aux_activations``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
+
+from seglab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,13 @@ class Recipe:
     aux_heads: dict[str, int] = field(default_factory=dict)  # extra model heads: name -> channels
     aux_activations: dict[str, str] = field(default_factory=dict)  # "sigmoid" | "identity"
     decoder: str | None = None
-    decoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def make_recipe(task: str, method: str, num_classes: int | None = None, *, embedding_dim: int = 8) -> Recipe:
     """The recipe for a task (``instance`` | ``semantic``) and instance method."""
     if task == "semantic":
         if num_classes is None or num_classes < 2:
-            raise ValueError("semantic task needs num_classes >= 2")
+            raise ConfigError(f"the semantic task needs num_classes >= 2, got {num_classes}")
         names = tuple(f"class_{i}" for i in range(num_classes))
         return Recipe("semantic", None, num_classes, ("semantic",), "semantic", names)
     if method == "three_class":
@@ -73,7 +73,7 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
             ("background", "foreground"), aux_heads=heads,
             aux_activations={k: acts[k] for k in heads}, decoder=EMBEDDING_METHODS[method],
         )
-    raise ValueError(f"unknown instance method {method!r}")
+    raise ConfigError(f"unknown instance method {method!r}")
 
 
 # instance method -> decoder of the embedding routes (seglab.instances)

@@ -113,7 +113,7 @@ def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataMod
     channels, mean, std = channel_stats(train_samples)
     num_classes = config.num_classes
     if config.task == "semantic" and num_classes is None:
-        num_classes = infer_num_classes(train_samples)
+        num_classes = infer_num_classes([*train_samples, *val_samples])
     from seglab.models import DETECTION_MODELS
 
     method = "maskrcnn" if config.model in DETECTION_MODELS else config.method

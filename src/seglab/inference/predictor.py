@@ -74,7 +74,7 @@ def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | 
     if task == "instance" and method not in (None, "three_class"):
         try:
             return decoder_input(out, make_recipe(task, method))
-        except ValueError:
+        except SeglabError:
             pass
     return decoder_input(out, Recipe(task, method, 0, (), "", ()))
 
