@@ -13,20 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 
 from seglab.data.detection import batch_to_targets
-from seglab.engine.module import log_instance_scores
-from seglab.engine.optim import budget_optimizer
+from seglab.engine.module import BudgetModule, log_instance_scores
 from seglab.errors import SeglabError
 from seglab.instances.detections import detections_to_instances
 
 DECODER_DEFAULTS = {"score_threshold": 0.5, "mask_threshold": 0.5, "min_size": 0}
 
 
-class DetectionModule(L.LightningModule):
+class DetectionModule(BudgetModule):
     """Train and validate a torchvision-style Mask R-CNN on instance maps.
 
     Args:
@@ -108,13 +106,3 @@ class DetectionModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         log_instance_scores(self, self._val_records)
 
-    # -- optimisation -----------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        return budget_optimizer(
-            self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
-            warmup=self.warmup, progress=lambda: self.progress(),
-        )
-
-    # -- checkpoint metadata ----------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["seglab"] = self.meta

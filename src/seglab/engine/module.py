@@ -35,7 +35,24 @@ def log_instance_scores(module: L.LightningModule, records: list[dict[str, float
     module.log("val/pq", float(pq_sum / max(count, 1)), prog_bar=True)
 
 
-class SegmentationModule(L.LightningModule):
+class BudgetModule(L.LightningModule):
+    """What every seglab LightningModule shares: AdamW over the budget, metadata in checkpoints.
+
+    Subclasses set ``model``, ``meta``, ``lr``, ``weight_decay``, ``schedule``, ``warmup`` and
+    ``progress`` (a callable giving the share of the budget used, set by the trainer).
+    """
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return budget_optimizer(
+            self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+            warmup=self.warmup, progress=lambda: self.progress(),
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seglab"] = self.meta
+
+
+class SegmentationModule(BudgetModule):
     """Wires a seglab model, its loss and its validation metrics.
 
     Args:
@@ -161,13 +178,3 @@ class SegmentationModule(L.LightningModule):
             return
         log_instance_scores(self, self._val_records)
 
-    # -- optimisation -----------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        return budget_optimizer(
-            self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
-            warmup=self.warmup, progress=lambda: self.progress(),
-        )
-
-    # -- checkpoint metadata ----------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["seglab"] = self.meta
