@@ -173,3 +173,13 @@ def probabilities(logits: torch.Tensor, mode: str, from_logits: bool) -> torch.T
     if mode == "multiclass":
         return logits.log_softmax(dim=1).exp()
     return F.logsigmoid(logits).exp()
+
+
+def scores_of(flat: Flat, mode: str, from_logits: bool, eps: float) -> torch.Tensor:
+    """Logits for the cross-entropy family; probabilities are mapped back to log space."""
+    if from_logits:
+        return flat.logits
+    probs = flat.logits
+    if mode == "multiclass":
+        return torch.log(probs.clamp_min(eps))
+    return torch.logit(probs.clamp(eps, 1 - eps))

@@ -20,19 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglab.errors import ConfigError
-from seglab.losses._inputs import Flat, as_weight, check_mode, class_vector, flatten
+from seglab.losses._inputs import Flat, as_weight, check_mode, class_vector, flatten, scores_of
 
 Weight = Sequence[float] | torch.Tensor | None
-
-
-def scores_of(flat: Flat, mode: str, from_logits: bool, eps: float) -> torch.Tensor:
-    """Logits for the cross-entropy family; probabilities are mapped back to log space."""
-    if from_logits:
-        return flat.logits
-    probs = flat.logits
-    if mode == "multiclass":
-        return torch.log(probs.clamp_min(eps))
-    return torch.logit(probs.clamp(eps, 1 - eps))
 
 
 def per_class(

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.losses._inputs import check_mode, flatten
+from seglab.losses._inputs import check_mode, flatten, scores_of
 
 
 def lovasz_gradient(fg_sorted: torch.Tensor) -> torch.Tensor:
@@ -103,9 +103,7 @@ class LovaszLoss(nn.Module):
             probs = flat.logits.softmax(dim=1) if self.from_logits else flat.logits
             errors = (flat.target - probs).abs()
         else:
-            scores = flat.logits
-            if not self.from_logits:
-                scores = torch.logit(scores.clamp(self.eps, 1 - self.eps))
+            scores = scores_of(flat, self.mode, self.from_logits, self.eps)
             errors = 1 - scores * (2 * flat.target - 1)
         values = lovasz_rows(
             _rows(errors, self.per_image),
