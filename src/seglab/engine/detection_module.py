@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from seglab.data.detection import batch_to_targets
-from seglab.engine.module import BudgetModule, log_instance_scores
+from seglab.engine.module import BudgetModule, instance_record, log_instance_scores
 from seglab.errors import SeglabError
 from seglab.instances.detections import detections_to_instances
 
@@ -49,12 +49,10 @@ class DetectionModule(BudgetModule):
         warmup: float = 0.05,
         progress=None,
     ) -> None:
-        super().__init__()
-        self.model = model
-        self.meta = meta
-        self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
-        self.progress = progress or (lambda: 0.0)
-        self._val_records: list[dict[str, float]] = []
+        super().__init__(
+            model=model, meta=meta, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
+            progress=progress,
+        )
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, image: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
@@ -96,12 +94,10 @@ class DetectionModule(BudgetModule):
         self._val_records = []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        from seglab.metrics import aji, panoptic_quality
-
         detections = self(batch["image"])
         shape = tuple(batch["image"].shape[-2:])
         for gt, pred in zip(batch["instances"].cpu().numpy(), self.decode_instances(detections, shape), strict=True):
-            self._val_records.append({"aji": aji(gt, pred), "pq": panoptic_quality(gt, pred)["pq"]})
+            self._val_records.append(instance_record(gt, pred))
 
     def on_validation_epoch_end(self) -> None:
         log_instance_scores(self, self._val_records)

@@ -27,6 +27,13 @@ def sum_over_ranks(module: L.LightningModule, values: np.ndarray) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def instance_record(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """One validation image's scores (what :func:`log_instance_scores` averages)."""
+    from seglab.metrics import aji, panoptic_quality
+
+    return {"aji": aji(gt, pred), "pq": panoptic_quality(gt, pred)["pq"]}
+
+
 def log_instance_scores(module: L.LightningModule, records: list[dict[str, float]]) -> None:
     """Log ``val/aji`` and ``val/pq``: the mean over every rank's validation images."""
     sums = [sum(r[key] for r in records) for key in ("aji", "pq")]
@@ -38,9 +45,23 @@ def log_instance_scores(module: L.LightningModule, records: list[dict[str, float
 class BudgetModule(L.LightningModule):
     """What every seglab LightningModule shares: AdamW over the budget, metadata in checkpoints.
 
-    Subclasses set ``model``, ``meta``, ``lr``, ``weight_decay``, ``schedule``, ``warmup`` and
-    ``progress`` (a callable giving the share of the budget used, set by the trainer).
+    Args:
+        model: the network trained.
+        meta: the checkpoint's ``seglab`` metadata (saved with every checkpoint).
+        lr, weight_decay, schedule, warmup: AdamW and its learning-rate schedule.
+        progress: callable returning the share of the budget used (0..1); the trainer sets it.
     """
+
+    def __init__(
+        self, *, model: torch.nn.Module, meta: dict[str, Any], lr: float, weight_decay: float = 1e-4,
+        schedule: str = "onecycle", warmup: float = 0.05, progress=None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.meta = meta
+        self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
+        self.progress = progress or (lambda: 0.0)
+        self._val_records: list[dict[str, float]] = []
 
     def configure_optimizers(self) -> dict[str, Any]:
         return budget_optimizer(
@@ -77,17 +98,15 @@ class SegmentationModule(BudgetModule):
         warmup: float = 0.05,
         progress=None,
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(
+            model=model, meta=meta, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
+            progress=progress,
+        )
         self.recipe = recipe
         self.loss = loss
-        self.meta = meta
-        self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
-        self.progress = progress or (lambda: 0.0)
         pre = meta["preprocessing"]
         self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(pre["std"]).view(1, -1, 1, 1), persistent=False)
-        self._val_records: list[dict[str, float]] = []
         self._confusion = None
 
     # -- forward ----------------------------------------------------------------------------
@@ -141,11 +160,8 @@ class SegmentationModule(BudgetModule):
         if self.recipe.task == "semantic":
             self._confusion.update(probs.argmax(1).cpu().numpy(), batch["semantic"].cpu().numpy())
             return
-        from seglab.metrics import aji, panoptic_quality
-
-        for gt, pred in zip(batch["instances"].cpu().numpy(), self.decode_instances(probs), strict=True):
-            pq = panoptic_quality(gt, pred)
-            self._val_records.append({"aji": aji(gt, pred), "pq": pq["pq"]})
+        gts = batch["instances"].cpu().numpy()
+        self._val_records += [instance_record(g, p) for g, p in zip(gts, self.decode_instances(probs), strict=True)]
 
     def decode_instances(self, probs: torch.Tensor) -> list[np.ndarray]:
         """Instance maps (H x W int32) from the decoder input stack of a batch."""
