@@ -31,6 +31,7 @@ class TrainConfig(BaseModel):
     task: Task = "instance"  # instance (semantic-to-instance) or semantic
     method: Method = "three_class"  # instance route (see seglab.engine.recipes)
     embedding_dim: int = 8  # pixel-embedding channels of the embedding routes
+    embedding_kwargs: dict[str, Any] = {}  # embedding-route loss options (delta_v, coord_unit, ...)
     num_classes: int | None = None  # semantic only; inferred from the labels when None
     model: str = "unet"  # a name from seglab.models.MODELS
     encoder: str | None = None  # backbone: None (classic), resnet18/34/50, any timm name

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from seglab.engine.embedding_module import EmbeddingModule
+from seglab.engine.embedding_module import EmbeddingModule, check_route_kwargs
 from seglab.engine.recipes import make_recipe
+from seglab.errors import ConfigError
 from seglab.losses import CrossEntropyLoss, DiscriminativeLoss
 from seglab.models import create_model
 
@@ -60,9 +61,32 @@ def test_embedding_route_adds_the_discriminative_loss():
     module = _module("embedding", embedding_loss_weight=0.7, delta_v=0.4, delta_d=1.2)
     batch = _batch()
     out = module(batch["image"])
-    expected = 0.7 * DiscriminativeLoss(delta_v=0.4, delta_d=1.2)(out["embedding"].float(), batch["instances"])
+    # spatial embeddings by default: the pixel's (y, x) / 5 added to the first two channels
+    emb = out["embedding"].float().clone()
+    ys, xs = torch.meshgrid(torch.arange(emb.shape[2]), torch.arange(emb.shape[3]), indexing="ij")
+    emb[:, 0] += ys / 5.0
+    emb[:, 1] += xs / 5.0
+    expected = 0.7 * DiscriminativeLoss(delta_v=0.4, delta_d=1.2)(emb, batch["instances"])
     torch.testing.assert_close(module.aux_loss(out, batch), expected)
-    assert module.meta["decoder"]["kwargs"] == {"delta_v": 0.4}
+    assert module.meta["decoder"]["kwargs"] == {"delta_v": 0.4, "coord_unit": 5.0}
+
+
+def test_plain_embeddings_with_coord_unit_zero():
+    module = _module("embedding", coord_unit=0)
+    batch = _batch()
+    out = module(batch["image"])
+    expected = DiscriminativeLoss()(out["embedding"].float(), batch["instances"])
+    torch.testing.assert_close(module.aux_loss(out, batch), expected)
+    assert module.meta["decoder"]["kwargs"]["coord_unit"] == 0.0
+    assert _module("recurrent").coord_unit == 0.0  # embeddings on the sphere: no coordinates
+    with pytest.raises(ConfigError, match="coord_unit"):
+        _module("seeds", coord_unit=-1)
+
+
+def test_route_kwargs_are_checked():
+    assert check_route_kwargs({"delta_v": 0.3, "coord_unit": 4}) == {"delta_v": 0.3, "coord_unit": 4}
+    with pytest.raises(ConfigError, match=r"unknown embedding_kwargs \['delta'\]; valid: .*coord_unit"):
+        check_route_kwargs({"delta": 0.3})
 
 
 def test_recurrent_loss_averages_stages():
@@ -79,7 +103,7 @@ def test_recurrent_loss_averages_stages():
     stages = module.grouping(gather_pixels(emb, index), valid)
     expected = sum(kong_pair_loss(x, labels) for x in stages) / 3
     torch.testing.assert_close(value, expected)
-    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7}
+    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7, "coord_unit": 0.0}
 
 
 def test_empty_batch_is_finite():

@@ -29,6 +29,7 @@ import torch
 from seglab.engine.module import SegmentationModule
 from seglab.engine.recipes import EMBEDDING_METHODS
 from seglab.errors import ConfigError
+from seglab.instances.embedding import with_coordinates
 from seglab.losses.discriminative import DiscriminativeLoss
 from seglab.losses.embedding import (
     FathiPairLoss,
@@ -40,6 +41,18 @@ from seglab.losses.embedding import (
 from seglab.models.recurrent_grouping import RecurrentMeanShift
 
 EMBEDDING_ROUTES = tuple(EMBEDDING_METHODS)
+DEFAULT_COORD_UNIT = 5.0  # pixels per embedding unit of the spatial routes (embedding, seeds)
+
+
+def check_route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``embedding_kwargs``, checked against :class:`EmbeddingModule`'s options."""
+    import inspect
+
+    valid = [p for p in inspect.signature(EmbeddingModule.__init__).parameters if p not in ("self", "kwargs")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown embedding_kwargs {unknown}; valid: {', '.join(valid)}")
+    return dict(kwargs)
 
 
 class EmbeddingModule(SegmentationModule):
@@ -52,6 +65,11 @@ class EmbeddingModule(SegmentationModule):
         pair_pixels: pixels sampled per image for the pair losses (``seeds``, ``recurrent``).
         margin: Kong & Fowlkes's alpha (``recurrent``).
         grouping_iters, grouping_bandwidth: the unrolled mean-shift (``recurrent``).
+        coord_unit: spatial embeddings (Novotny et al. 2018, see :mod:`seglab.instances.embedding`):
+            pixels per embedding unit added to the first two embedding channels in the loss and
+            the decoder; 0 = plain embeddings. ``None`` = 5 px for ``embedding`` and ``seeds``
+            (nuclei of about 10-20 px across: neighbours at the push margin), 0 for
+            ``recurrent``, whose embeddings live on the unit sphere.
         **kwargs: :class:`SegmentationModule`'s arguments (model, recipe, loss, meta, lr, ...).
     """
 
@@ -66,6 +84,7 @@ class EmbeddingModule(SegmentationModule):
         margin: float = 0.5,
         grouping_iters: int = 3,
         grouping_bandwidth: float = 0.5,
+        coord_unit: float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["meta"] = copy.deepcopy(kwargs["meta"])
@@ -79,6 +98,11 @@ class EmbeddingModule(SegmentationModule):
         self.pair_loss = FathiPairLoss(pixels=pair_pixels)
         self.seediness_loss = SeedinessLoss()
         self.grouping = RecurrentMeanShift(n_iter=grouping_iters, bandwidth=grouping_bandwidth)
+        if coord_unit is None:
+            coord_unit = 0.0 if self.recipe.method == "recurrent" else DEFAULT_COORD_UNIT
+        if coord_unit < 0:
+            raise ConfigError(f"coord_unit must be >= 0 (0 = plain embeddings), got {coord_unit}")
+        self.coord_unit = float(coord_unit)
         self._fill_decoder_defaults(delta_v)
 
     def _fill_decoder_defaults(self, delta_v: float) -> None:
@@ -86,6 +110,7 @@ class EmbeddingModule(SegmentationModule):
         if not decoder:
             return
         kwargs = decoder.setdefault("kwargs", {})
+        kwargs["coord_unit"] = self.coord_unit  # how the embeddings were trained, not a choice
         if self.recipe.method == "embedding":
             kwargs.setdefault("delta_v", delta_v)
         elif self.recipe.method == "recurrent":
@@ -97,7 +122,7 @@ class EmbeddingModule(SegmentationModule):
     def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """The route's embedding loss (see the module docstring), added to the base aux loss."""
         total = super().aux_loss(out, batch)
-        emb = out["embedding"].float()
+        emb = with_coordinates(out["embedding"].float(), self.coord_unit)
         instances = batch["instances"]
         method = self.recipe.method
         if method == "embedding":

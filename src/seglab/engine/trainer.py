@@ -138,12 +138,17 @@ def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataMod
 
         module = DetectionModule(model=model, meta=meta, **optim)
     else:
-        module_class = SegmentationModule
+        module_class, route_kwargs = SegmentationModule, {}
         if recipe.method in EMBEDDING_METHODS:
             from seglab.engine.embedding_module import EmbeddingModule as module_class
+            from seglab.engine.embedding_module import check_route_kwargs
+
+            route_kwargs = check_route_kwargs(config.embedding_kwargs)
+        elif config.embedding_kwargs:
+            raise ConfigError(f"embedding_kwargs apply to the embedding, seeds and recurrent methods, not {recipe.method!r}")
         loss = create_loss(config.loss, mode="multiclass", ignore_index=255)
         model = model.to(memory_format=torch.channels_last)
-        module = module_class(model=model, recipe=recipe, loss=loss, meta=meta, **optim)
+        module = module_class(model=model, recipe=recipe, loss=loss, meta=meta, **optim, **route_kwargs)
     data = SegmentationDataModule(
         train=train_samples,
         val=val_samples,

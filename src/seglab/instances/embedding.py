@@ -18,6 +18,17 @@ Input stack (the engine's :meth:`~seglab.engine.module.SegmentationModule.probab
 Both return an ``H x W`` int32 map, 0 = background, instances 1..K. Clustering is vectorised in
 torch over all foreground pixels at once: the loops are over mean-shift iterations, coverage
 rounds and seeds, never over pixels.
+
+Spatial (semi-convolutional) embeddings, Novotny et al., "Semi-convolutional operators for
+instance segmentation" (ECCV 2018): a convolutional network is translation-equivariant, so two
+nuclei that look alike get alike embeddings wherever they are, and the discriminative loss has to
+push every pair of neighbours apart by appearance alone. With ``coord_unit = u > 0`` the pixel's
+own position ``(y / u, x / u)`` is added to the first two embedding channels, in the loss and in
+the decoder alike (:func:`with_coordinates`): the network then predicts an offset towards a
+point shared by its instance, and neighbours are apart by position already. ``u`` is pixels per
+embedding unit; about an instance diameter over ``2 delta_d`` puts touching neighbours at the
+push margin. The network's output stays translation-equivariant, so tiles blend as usual and the
+decoder adds the coordinates of the tile or block it decodes.
 """
 
 from __future__ import annotations
@@ -46,6 +57,28 @@ def _finish(labels: np.ndarray, min_size: int, split_components: bool) -> np.nda
         labels = label_regions(labels, background=0, connectivity=1)
     labels = remove_small_instances(labels, min_size)
     return relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32)
+
+
+def with_coordinates(embeddings: torch.Tensor, unit: float) -> torch.Tensor:
+    """Add each pixel's ``(y / unit, x / unit)`` to the first two embedding channels.
+
+    ``unit <= 0`` returns the embeddings unchanged. Positions count from the map's top-left
+    pixel; the losses of this route are invariant to a common shift, so patch, tile and block
+    origins need not agree.
+
+    Shape:
+        embeddings: (N x) E x H x W with E >= 2 -> the same shape (a new tensor).
+    """
+    if unit <= 0:
+        return embeddings
+    if embeddings.shape[-3] < 2:
+        raise ConfigError(f"spatial embeddings need embedding_dim >= 2, got {embeddings.shape[-3]}")
+    h, w = embeddings.shape[-2:]
+    ys = torch.arange(h, device=embeddings.device, dtype=embeddings.dtype) / unit
+    xs = torch.arange(w, device=embeddings.device, dtype=embeddings.dtype) / unit
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # 2 x H x W
+    pad = embeddings.new_zeros((embeddings.shape[-3] - 2, h, w))
+    return embeddings + torch.cat([grid, pad])
 
 
 def _kernel(dist2: torch.Tensor, bandwidth: float, kernel: str) -> torch.Tensor:
@@ -188,6 +221,7 @@ def embedding_meanshift(
     min_samples: int = 10,
     min_size: int = 10,
     split_components: bool = True,
+    coord_unit: float = 0.0,
     seed: int = 0,
 ) -> np.ndarray:
     """Cluster the foreground embeddings into instances (De Brabandere et al. 2017).
@@ -208,6 +242,8 @@ def embedding_meanshift(
         min_size: instances smaller than this many pixels become background.
         split_components: give each 4-connected part of a cluster its own id (two separate
             nuclei that happen to share a cluster are still two instances).
+        coord_unit: pixels per embedding unit of the spatial embeddings the route was trained
+            with (module docstring); 0 = plain embeddings.
         seed: random seed of the seed subsample (the result is deterministic).
 
     Returns:
@@ -216,6 +252,7 @@ def embedding_meanshift(
     if method not in CLUSTER_METHODS:
         raise unknown_choice("clustering method", method, CLUSTER_METHODS)
     head, emb = _split_stack(stack, 1, "embedding_meanshift")
+    emb = with_coordinates(torch.from_numpy(emb), coord_unit).numpy()
     bandwidth = 2.0 * delta_v if bandwidth is None else float(bandwidth)
     if bandwidth <= 0:
         raise ConfigError(f"bandwidth must be positive, got {bandwidth}")
@@ -250,6 +287,7 @@ def embedding_seeds(
     assign_rest: bool = True,
     min_size: int = 10,
     split_components: bool = True,
+    coord_unit: float = 0.0,
 ) -> np.ndarray:
     """Seeds by seediness, pixels by embedding similarity (Fathi et al. 2017).
 
@@ -271,11 +309,13 @@ def embedding_seeds(
             (otherwise they become background).
         min_size: instances smaller than this many pixels become background.
         split_components: give each 4-connected part of an instance its own id.
+        coord_unit: pixels per embedding unit of spatial embeddings (module docstring); 0 = plain.
 
     Returns:
         ``H x W`` int32 instance map, 0 = background, 1..K.
     """
     head, emb = _split_stack(stack, 2, "embedding_seeds")
+    emb = with_coordinates(torch.from_numpy(emb), coord_unit).numpy()
     fg = head[0] > fg_threshold
     labels = np.zeros(fg.shape, dtype=np.int32)
     if not fg.any():
