@@ -47,14 +47,16 @@ def test_train_and_eval(backbone, channels):
         assert k <= 5 and det["boxes"].shape == (k, 4) and det["masks"].shape == (k, 1, 64, 64)
 
 
-@pytest.mark.parametrize(("backbone", "channels"), [("mobilenet_v3_fpn", 1), ("resnet18_fpn", 4)])
-def test_backbones_take_any_channels_and_give_strides_4_to_64(backbone, channels):
-    model = build_maskrcnn(backbone=backbone, in_channels=channels).eval()
+@pytest.mark.parametrize(("backbone", "channels", "fpn"), [("mobilenet_v3_fpn", 1, 256), ("resnet18_fpn", 4, 256),
+                                                             ("resnet18_fpn", 3, 32), ("mobilenet_v3_fpn", 3, 48)])
+def test_backbones_take_any_channels_and_give_strides_4_to_64(backbone, channels, fpn):
+    model = build_maskrcnn(backbone=backbone, in_channels=channels, fpn_channels=fpn).eval()
     with torch.no_grad():
         features = model.backbone(torch.rand(1, channels, 64, 64))
     assert list(features) == ["0", "1", "2", "3", "pool"]
     assert [f.shape[-1] for f in features.values()] == [16, 8, 4, 2, 1]
-    assert all(f.shape[1] == 256 for f in features.values())
+    assert all(f.shape[1] == fpn for f in features.values())
+    assert model.backbone.out_channels == fpn
 
 
 def test_native_resolution_and_resizing():
@@ -74,4 +76,6 @@ def test_bad_options():
         MaskRCNNModel(backbone="vgg16")
     with pytest.raises(ConfigError):
         MaskRCNNModel(backbone="resnet18_fpn", in_channels=2, image_mean=[0.5])
+    with pytest.raises(ConfigError, match="fpn_channels"):
+        MaskRCNNModel(backbone="resnet18_fpn", fpn_channels=0)
     assert set(BACKBONES) == {"resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn"}

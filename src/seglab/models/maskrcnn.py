@@ -31,6 +31,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_ops
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from seglab.errors import ConfigError, unknown_choice
 
@@ -55,7 +56,16 @@ def _weights(backbone: str, pretrained: bool):
             "mobilenet_v3_fpn": MobileNet_V3_Large_Weights}[backbone].DEFAULT
 
 
-def _backbone(name: str, pretrained: bool, trainable_layers: int | None) -> nn.Module:
+def _backbone(name: str, pretrained: bool, trainable_layers: int | None, fpn_channels: int) -> nn.Module:
+    body = _torchvision_backbone(name, pretrained, trainable_layers)
+    if fpn_channels != body.out_channels:  # torchvision's builders fix the pyramid at 256 channels
+        inputs = [block[0].in_channels for block in body.fpn.inner_blocks]
+        body.fpn = FeaturePyramidNetwork(inputs, fpn_channels, extra_blocks=LastLevelMaxPool())
+        body.out_channels = fpn_channels
+    return body
+
+
+def _torchvision_backbone(name: str, pretrained: bool, trainable_layers: int | None) -> nn.Module:
     # untrained backbones learn their batch-norm statistics (as torchvision does without weights)
     norm = misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     weights = _weights(name, pretrained)
@@ -115,6 +125,8 @@ class MaskRCNNModel(MaskRCNN):
         representation_size: width of the box head's two fully connected layers (1024 in the
             paper; the first layer alone has 12.8 M weights, 256 is a light CPU choice).
         mask_channels: width of the mask head's four 3 x 3 convolutions (256 in the paper).
+        fpn_channels: width of the feature pyramid (256 in the paper; its 3 x 3 output convs at
+            1/4 resolution cost more than a ResNet-18 body, so a CPU run may take 64-128).
     """
 
     def __init__(
@@ -135,12 +147,15 @@ class MaskRCNNModel(MaskRCNN):
         rois_per_image: int = 512,
         representation_size: int = 1024,
         mask_channels: int = 256,
+        fpn_channels: int = 256,
     ) -> None:
         if backbone not in BACKBONES:
             raise unknown_choice("Mask R-CNN backbone", backbone, BACKBONES)
         if in_channels < 1 or num_classes < 2 or len(anchor_sizes) != 5:
             raise ConfigError("Mask R-CNN needs in_channels >= 1, num_classes >= 2 (with background), 5 anchor sizes")
-        body = _backbone(backbone, pretrained, trainable_layers)
+        if fpn_channels < 1:
+            raise ConfigError(f"fpn_channels must be >= 1, got {fpn_channels}")
+        body = _backbone(backbone, pretrained, trainable_layers, fpn_channels)
         if in_channels != 3:
             _set_in_channels(body, backbone, in_channels)
         mean = list(image_mean) if image_mean is not None else (_IMAGENET_MEAN if in_channels == 3 else [0.5] * in_channels)
