@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglab.errors import unknown_choice
-from seglab.models.fastpaths import PointwiseConv
+from seglab.models.fastpaths import DepthwiseConv, PointwiseConv, is_channels_last
 
 UPSAMPLE_MODES = ("nearest", "maxunpool", "transposed", "resize_conv")
 
@@ -58,8 +58,7 @@ class ConvBNReLU(nn.Sequential):
         padding = dilation * (kernel_size - 1) // 2
         if separable:
             conv: nn.Module = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, kernel_size, padding=padding, dilation=dilation,
-                          groups=in_channels, bias=False),
+                DepthwiseConv(in_channels, kernel_size, dilation=dilation),
                 PointwiseConv(in_channels, out_channels, bias=False),
             )
         else:
@@ -208,8 +207,10 @@ class ImagePooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pooled = self.conv(x.mean(dim=(2, 3), keepdim=True))
-        return F.relu(self.bn(pooled.expand(-1, -1, h, w)))
+        pooled = self.conv(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, h, w)
+        if is_channels_last(x):  # else the ASPP concatenation, and its gradient, fall back to NCHW
+            pooled = pooled.contiguous(memory_format=torch.channels_last)
+        return F.relu(self.bn(pooled))
 
 
 class ASPPv3(nn.Module):

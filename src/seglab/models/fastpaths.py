@@ -6,7 +6,15 @@ gradient) and keeps the same parameters and state_dict, so checkpoints do not ca
 ``upsample_concat_conv3x3``
     the U-Net decoder's "nearest x2, concatenate the skip, 3x3 conv" at the coarse resolution.
 ``PointwiseConv``
-    a 1x1 ``nn.Conv2d`` that calls oneDNN directly for channels_last CPU tensors.
+    a 1x1 ``nn.Conv2d`` that runs oneDNN (forward and backward) for channels_last CPU tensors.
+``DepthwiseConv``
+    a depthwise ``nn.Conv2d`` that, when its dilation reaches past the feature map (DeepLab's
+    ASPP at rate 18 on a 16 x 16 map), is the per-channel scaling by the centre tap it computes.
+``bilinear_resize``
+    ``F.interpolate(bilinear)`` whose backward gets its gradient in channels_last (a gradient
+    sliced out of a concatenation otherwise sends it to the 10x slower NCHW kernel).
+``onednn_layout``
+    the channels_last copy of an NCHW CPU tensor, for layers that run several times faster in it.
 
 ``reference_ops()`` turns them off (the receptive-field tracer needs the textbook graph);
 they are also off while tracing, exporting or compiling, where the plain ops are portable.
@@ -44,28 +52,54 @@ def reference_ops() -> Iterator[None]:
         _FAST_PATHS[0] = previous
 
 
-def _onednn_ok(x: torch.Tensor) -> bool:
-    """CPU float32 channels_last eager input, not being traced, exported or compiled."""
+def _eager_fast(x: torch.Tensor) -> bool:
+    """Fast paths on, a 4-d tensor, not being traced, exported or compiled."""
     return (
         _FAST_PATHS[0]
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
         and x.dim() == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and hasattr(torch, "mkldnn_convolution")
-        and torch.backends.mkldnn.is_available()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
     )
 
 
+def _cpu_float(x: torch.Tensor) -> bool:
+    """CPU float32 with oneDNN available."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """``x`` is laid out channels_last and not (also) plain contiguous."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _onednn_ok(x: torch.Tensor) -> bool:
+    """CPU float32 channels_last eager input, not being traced, exported or compiled."""
+    return _eager_fast(x) and _cpu_float(x) and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def onednn_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels_last if it is an NCHW CPU float32 eager tensor, else ``x`` itself.
+
+    On CPU, oneDNN's depthwise convolutions and PyTorch's bilinear resize run 3-20x slower on
+    NCHW tensors than on channels_last ones (8 x 256 x 64 x 64, one thread); the copy costs
+    about as much as one elementwise op. Values are unchanged, only the strides.
+    """
+    if _eager_fast(x) and _cpu_float(x) and not x.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 ``nn.Conv2d`` (same parameters and state_dict) that runs oneDNN on channels_last CPU input.
 
-    PyTorch sends 1x1 convolutions to a generic GEMM path; for channels_last float32 tensors on
-    CPU oneDNN's own convolution is 1.5-2.5x faster (measured for 256-304 channels at 64 x 64).
-    Everywhere else (NCHW, GPU, tracing, export) it is a plain ``nn.Conv2d``.
+    With one thread and a batch under 16, PyTorch sends an unstrided 1x1 convolution, forward
+    and backward, to a generic GEMM path; for channels_last float32 tensors on CPU oneDNN's own
+    convolution is 1.7-2.3x faster both ways (measured for 256-1280 channels at 16 x 16 and
+    64 x 64). Dilation changes nothing for a 1x1 kernel (its only tap sits at offset 0), but a
+    dilated convolution is one PyTorch always gives to oneDNN, in the backward pass too; so that
+    is how the fast path calls it. Everywhere else (NCHW, GPU, tracing, export) it is a plain
+    ``nn.Conv2d``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True, stride: int = 1) -> None:
@@ -73,7 +107,7 @@ class PointwiseConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _onednn_ok(x):
-            return torch.mkldnn_convolution(x, self.weight, self.bias, [0, 0], list(self.stride), [1, 1], 1)
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, 2)
         return super().forward(x)
 
     @classmethod
@@ -87,6 +121,58 @@ class PointwiseConv(nn.Conv2d):
                 setattr(module, name, new)
             else:
                 cls.replace_in(child)
+
+
+class DepthwiseConv(nn.Conv2d):
+    """A depthwise ``k x k`` ``nn.Conv2d`` (same parameters and state_dict, no bias) keeping the size.
+
+    Dilated by ``d`` with padding ``d * (k - 1) / 2``, every tap but the centre one reads
+    ``d`` or more pixels away; once ``d`` reaches the height and the width of the input, those
+    taps only ever read the zero padding, and the convolution is exactly the per-channel
+    scaling by the centre tap. DeepLab's ASPP meets this case whenever the image is smaller
+    than ``rate x output_stride`` (rate 18 at output stride 16: images under 288 pixels), and
+    there the fast path multiplies instead of convolving. Off under ``reference_ops()``,
+    tracing, export and compile.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, *, dilation: int = 1) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f"DepthwiseConv needs an odd kernel size, got {kernel_size}")
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(channels, channels, kernel_size, padding=padding, dilation=dilation, groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _eager_fast(x) and self.dilation[0] >= x.shape[-2] and self.dilation[1] >= x.shape[-1]:
+            centre = self.kernel_size[0] // 2
+            return x * self.weight[:, 0, centre, centre].view(1, -1, 1, 1)
+        return super().forward(x)
+
+
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward hands the gradient on laid out channels_last."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def bilinear_resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)``, fast backward on CPU.
+
+    The gradient of a resized tensor that is then concatenated arrives as a channel slice of
+    the concatenation's gradient: not contiguous in any layout, so PyTorch's backward makes it
+    NCHW-contiguous and runs the NCHW kernel, ~40 ms for 8 x 256 x 64 x 64 on one thread
+    against ~8 ms for a channels_last copy plus the channels_last kernel. For channels_last
+    CPU float32 input the fast path makes that copy itself; the values are the same.
+    """
+    out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    if _onednn_ok(x) and torch.is_grad_enabled() and out.requires_grad:
+        return _ChannelsLastGrad.apply(out)
+    return out
 
 
 def _phase_kernels(weight: torch.Tensor) -> list[torch.Tensor]:
