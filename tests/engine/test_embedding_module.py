@@ -89,10 +89,11 @@ def test_route_kwargs_are_checked():
         check_route_kwargs({"delta": 0.3})
 
 
-def test_recurrent_loss_averages_stages():
-    from seglab.losses.embedding import gather_pixels, kong_pair_loss, sample_pixels
+@pytest.mark.parametrize("radius", [0.0, 6.0])
+def test_recurrent_loss_averages_stages(radius):
+    from seglab.losses.embedding import gather_pixels, kong_pair_loss, near_pairs, sample_pixels
 
-    module = _module("recurrent", pair_pixels=32, grouping_iters=2)
+    module = _module("recurrent", pair_pixels=32, grouping_iters=2, pair_radius=radius)
     batch = _batch()
     emb = torch.randn(2, 4, 32, 32)
     torch.manual_seed(7)
@@ -100,8 +101,9 @@ def test_recurrent_loss_averages_stages():
     torch.manual_seed(7)
     index, valid = sample_pixels(batch["instances"], 32)
     labels = torch.where(valid, batch["instances"].reshape(2, -1).gather(1, index), 0)
+    pairs = near_pairs(index, 32, radius) if radius else None
     stages = module.grouping(gather_pixels(emb, index), valid)
-    expected = sum(kong_pair_loss(x, labels) for x in stages) / 3
+    expected = sum(kong_pair_loss(x, labels, pairs=pairs) for x in stages) / 3
     torch.testing.assert_close(value, expected)
     assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7, "coord_unit": 0.0}
 

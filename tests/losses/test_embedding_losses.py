@@ -12,6 +12,7 @@ from seglab.losses.embedding import (
     fathi_pair_loss,
     gather_pixels,
     kong_pair_loss,
+    near_pairs,
     sample_pixels,
     seed_iou_targets,
 )
@@ -43,14 +44,14 @@ def _fathi_slow(x, labels):
     return sum(losses) / len(losses) if losses else 0.0
 
 
-def _kong_slow(x, labels, alpha):
+def _kong_slow(x, labels, alpha, pairs=None):
     losses = []
-    for xe, lab in zip(x.tolist(), labels.tolist(), strict=True):
+    for n, (xe, lab) in enumerate(zip(x.tolist(), labels.tolist(), strict=True)):
         w = _weights(lab)
         sums = {True: [0.0, 0.0], False: [0.0, 0.0]}
         for i in range(len(lab)):
             for j in range(len(lab)):
-                if i == j or lab[i] == 0 or lab[j] == 0:
+                if i == j or lab[i] == 0 or lab[j] == 0 or (pairs is not None and not pairs[n][i][j]):
                     continue
                 ni = math.sqrt(sum(a * a for a in xe[i]))
                 nj = math.sqrt(sum(b * b for b in xe[j]))
@@ -88,6 +89,21 @@ def test_fathi_pair_loss_matches_transcription(sampled):
 def test_kong_pair_loss_matches_transcription(sampled, alpha):
     x, labels = sampled
     assert kong_pair_loss(x, labels, alpha=alpha).item() == pytest.approx(_kong_slow(x, labels, alpha), rel=1e-9)
+
+
+def test_kong_pair_loss_on_near_pairs_matches_transcription(sampled):
+    x, labels = sampled
+    g = torch.Generator().manual_seed(1)
+    index = torch.randperm(100, generator=g)[:36].reshape(3, 12)  # pixels of a 10 x 10 map
+    pairs = near_pairs(index, 10, 4.0)
+    for n in range(3):
+        for i in range(12):
+            for j in range(12):
+                yi, xi, yj, xj = index[n, i] // 10, index[n, i] % 10, index[n, j] // 10, index[n, j] % 10
+                assert bool(pairs[n, i, j]) == (math.hypot(yi - yj, xi - xj) <= 4.0)
+    value = kong_pair_loss(x, labels, pairs=pairs).item()
+    assert value == pytest.approx(_kong_slow(x, labels, 0.5, pairs.tolist()), rel=1e-9)
+    assert value != pytest.approx(kong_pair_loss(x, labels).item())
 
 
 def test_pair_losses_zero_instances_and_identical_embeddings():

@@ -36,6 +36,7 @@ from seglab.losses.embedding import (
     SeedinessLoss,
     gather_pixels,
     kong_pair_loss,
+    near_pairs,
     sample_pixels,
 )
 from seglab.models.recurrent_grouping import RecurrentMeanShift
@@ -65,6 +66,9 @@ class EmbeddingModule(SegmentationModule):
         pair_pixels: pixels sampled per image for the pair losses (``seeds``, ``recurrent``).
         margin: Kong & Fowlkes's alpha (``recurrent``).
         grouping_iters, grouping_bandwidth: the unrolled mean-shift (``recurrent``).
+        pair_radius: the pair loss (``recurrent``) sees only pixel pairs at most this many pixels
+            apart; 0 = all pairs (the paper). Far instances need not differ in embedding: the
+            decoder gives each spatially separate part of a cluster its own id.
         coord_unit: spatial embeddings (Novotny et al. 2018, see :mod:`seglab.instances.embedding`):
             pixels per embedding unit added to the first two embedding channels in the loss and
             the decoder; 0 = plain embeddings. ``None`` = 5 px for ``embedding`` and ``seeds``
@@ -84,6 +88,7 @@ class EmbeddingModule(SegmentationModule):
         margin: float = 0.5,
         grouping_iters: int = 3,
         grouping_bandwidth: float = 0.5,
+        pair_radius: float = 0.0,
         coord_unit: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -93,7 +98,7 @@ class EmbeddingModule(SegmentationModule):
             raise ConfigError(f"EmbeddingModule needs method embedding, seeds or recurrent, got {self.recipe.method!r}")
         self.embedding_loss_weight = float(embedding_loss_weight)
         self.seediness_loss_weight = float(seediness_loss_weight)
-        self.pair_pixels, self.margin = int(pair_pixels), float(margin)
+        self.pair_pixels, self.margin, self.pair_radius = int(pair_pixels), float(margin), float(pair_radius)
         self.discriminative = DiscriminativeLoss(delta_v=delta_v, delta_d=delta_d)
         self.pair_loss = FathiPairLoss(pixels=pair_pixels)
         self.seediness_loss = SeedinessLoss()
@@ -147,5 +152,6 @@ class EmbeddingModule(SegmentationModule):
         """
         index, valid = sample_pixels(instances, self.pair_pixels, balanced=True)
         labels = torch.where(valid, instances.reshape(len(index), -1).gather(1, index), 0)
+        pairs = near_pairs(index, instances.shape[-1], self.pair_radius) if self.pair_radius > 0 else None
         stages = self.grouping(gather_pixels(embeddings, index), valid)
-        return torch.stack([kong_pair_loss(x, labels, alpha=self.margin) for x in stages]).mean()
+        return torch.stack([kong_pair_loss(x, labels, alpha=self.margin, pairs=pairs) for x in stages]).mean()

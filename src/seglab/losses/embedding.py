@@ -70,6 +70,16 @@ def sample_pixels(
     return top, ids.gather(1, top) > 0
 
 
+def near_pairs(index: torch.Tensor, width: int, radius: float) -> torch.Tensor:
+    """Pairs of sampled pixels at most ``radius`` pixels apart.
+
+    Shape:
+        index: N x K flat pixel indices of a map ``width`` pixels wide -> N x K x K bool.
+    """
+    pos = torch.stack([index // width, index % width], -1).to(torch.float32)
+    return torch.cdist(pos, pos) <= radius
+
+
 def gather_pixels(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Values of ``maps`` (N x C x H x W) at flat pixel indices (N x K) -> N x K x C."""
     flat = maps.reshape(maps.shape[0], maps.shape[1], -1)
@@ -117,15 +127,22 @@ def _balanced_mean(loss: torch.Tensor, weights: torch.Tensor, same: torch.Tensor
     return _image_mean(per_image, sp + sn > 0, anchor)
 
 
-def kong_pair_loss(x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5) -> torch.Tensor:
+def kong_pair_loss(
+    x: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5, pairs: torch.Tensor | None = None
+) -> torch.Tensor:
     """Kong & Fowlkes's calibrated-cosine pair loss with margin ``alpha`` (module docstring).
 
-    Embeddings are L2-normalised here (pass them raw or already on the sphere).
+    Embeddings are L2-normalised here (pass them raw or already on the sphere). ``pairs``
+    (optional) keeps only the pairs marked True, e.g. pixels near each other
+    (:func:`near_pairs`); the weights ``w_i`` still count every sampled pixel of i's instance.
 
     Shape:
-        x: N x K x E embeddings; labels: N x K instance ids (0 = not a sampled foreground pixel).
+        x: N x K x E embeddings; labels: N x K instance ids (0 = not a sampled foreground pixel);
+        pairs: N x K x K bool.
     """
     weights, same = _pair_weights(labels, x.dtype)
+    if pairs is not None:
+        weights = weights * pairs.to(weights.dtype)
     x = F.normalize(x, dim=-1)
     s = 0.5 * (1.0 + x @ x.transpose(1, 2))
     loss = torch.where(same, 1.0 - s, F.relu(s - alpha))
