@@ -15,6 +15,7 @@ from seglab.models.fastpaths import (
     PointwiseConv,
     bilinear_resize,
     is_channels_last,
+    layout_like,
     onednn_layout,
     reference_ops,
 )
@@ -126,3 +127,11 @@ def test_deeplabv3plus_fast_paths_equal_reference_ops_in_training(channels_last)
     for got, want in zip(grads, expected_grads, strict=True):
         assert (got - want).norm() <= 1e-3 * want.norm()
     assert out.is_contiguous(memory_format=fmt)
+
+
+def test_layout_like_restores_nchw_only():
+    nchw, cl = torch.rand(1, 2, 3, 4), torch.rand(1, 2, 3, 4).contiguous(memory_format=CL)
+    out = layout_like({"logits": cl, "aux": cl}, nchw)
+    assert all(t.is_contiguous() and torch.equal(t, cl) for t in out.values())
+    assert layout_like(cl, cl) is cl
+    assert layout_like(nchw, cl) is nchw

@@ -7,8 +7,8 @@ features, which a 1x1 conv reduces to 48 channels; concatenated, two 3x3 ``ConvB
 the input.
 
 Speed (CPU): the decoder works in channels_last even for NCHW input (``fastpaths.onednn_layout``:
-its depthwise convolutions and the 4x resize run 3-20x slower on NCHW tensors) and hands its
-output back in the input's layout; the resize's backward gets a channels_last gradient
+its depthwise convolutions and the 4x resize run 3-20x slower on NCHW tensors); the logits
+are handed back in the input's layout; the resize's backward gets a channels_last gradient
 (``fastpaths.bilinear_resize``). Values do not depend on any of it.
 """
 
@@ -24,7 +24,7 @@ from seglab.models.base import Heads, SegmentationModel, head_sizes
 from seglab.models.blocks import ASPPv3, ConvBNReLU
 from seglab.models.deeplabv3 import aspp_rates
 from seglab.models.encoders import create_encoder
-from seglab.models.fastpaths import bilinear_resize, onednn_layout
+from seglab.models.fastpaths import bilinear_resize, layout_like, onednn_layout
 
 
 class DeepLabV3PlusDecoder(nn.Module):
@@ -47,8 +47,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         deep_in, low_in = onednn_layout(features[-1]), onednn_layout(features[self.low_index])
         low = self.low(low_in)
         deep = bilinear_resize(self.aspp(deep_in), low.shape[-2:])
-        out = self.fuse(torch.cat([deep, low], dim=1))
-        return out.contiguous() if deep_in is not features[-1] else out
+        return self.fuse(torch.cat([deep, low], dim=1))
 
 
 class DeepLabV3Plus(SegmentationModel):
@@ -86,3 +85,7 @@ class DeepLabV3Plus(SegmentationModel):
             separable=separable, dropout=dropout,
         )
         self.heads = Heads(channels, head_sizes(num_classes, aux_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """``SegmentationModel.forward``, outputs in the input's layout (the decoder's may differ)."""
+        return layout_like(super().forward(x), x)

@@ -90,6 +90,18 @@ def onednn_layout(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def layout_like(out: torch.Tensor | dict, like: torch.Tensor) -> torch.Tensor | dict:
+    """``out`` (or each tensor of a dict) back in NCHW if it is channels_last and ``like`` is not.
+
+    Undoes ``onednn_layout`` at a model's output, so that outputs keep the input's layout.
+    """
+    if isinstance(out, dict):
+        return {k: layout_like(v, like) for k, v in out.items()}
+    if isinstance(out, torch.Tensor) and is_channels_last(out) and not is_channels_last(like):
+        return out.contiguous()
+    return out
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 ``nn.Conv2d`` (same parameters and state_dict) that runs oneDNN on channels_last CPU input.
 
