@@ -43,6 +43,7 @@ from seglab.models.recurrent_grouping import RecurrentMeanShift
 
 EMBEDDING_ROUTES = tuple(EMBEDDING_METHODS)
 DEFAULT_COORD_UNIT = 5.0  # pixels per embedding unit of the spatial routes (embedding, seeds)
+DEFAULT_PAIR_RADIUS = 32.0  # pixels: the recurrent route's pair loss sees nearby pairs only
 
 
 def check_route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +68,9 @@ class EmbeddingModule(SegmentationModule):
         margin: Kong & Fowlkes's alpha (``recurrent``).
         grouping_iters, grouping_bandwidth: the unrolled mean-shift (``recurrent``).
         pair_radius: the pair loss (``recurrent``) sees only pixel pairs at most this many pixels
-            apart; 0 = all pairs (the paper). Far instances need not differ in embedding: the
-            decoder gives each spatially separate part of a cluster its own id.
+            apart; 0 = all pairs (the paper); ``None`` = 32. Far instances need not differ in
+            embedding: the decoder gives each spatially separate part of a cluster its own id.
+            (Measured in ``benchmarks/bench_instance_routes.py``: all pairs AJI 0.31, 32 px 0.49.)
         coord_unit: spatial embeddings (Novotny et al. 2018, see :mod:`seglab.instances.embedding`):
             pixels per embedding unit added to the first two embedding channels in the loss and
             the decoder; 0 = plain embeddings. ``None`` = 5 px for ``embedding`` and ``seeds``
@@ -88,7 +90,7 @@ class EmbeddingModule(SegmentationModule):
         margin: float = 0.5,
         grouping_iters: int = 3,
         grouping_bandwidth: float = 0.5,
-        pair_radius: float = 0.0,
+        pair_radius: float | None = None,
         coord_unit: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -98,7 +100,8 @@ class EmbeddingModule(SegmentationModule):
             raise ConfigError(f"EmbeddingModule needs method embedding, seeds or recurrent, got {self.recipe.method!r}")
         self.embedding_loss_weight = float(embedding_loss_weight)
         self.seediness_loss_weight = float(seediness_loss_weight)
-        self.pair_pixels, self.margin, self.pair_radius = int(pair_pixels), float(margin), float(pair_radius)
+        self.pair_pixels, self.margin = int(pair_pixels), float(margin)
+        self.pair_radius = DEFAULT_PAIR_RADIUS if pair_radius is None else float(pair_radius)
         self.discriminative = DiscriminativeLoss(delta_v=delta_v, delta_d=delta_d)
         self.pair_loss = FathiPairLoss(pixels=pair_pixels)
         self.seediness_loss = SeedinessLoss()
