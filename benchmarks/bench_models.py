@@ -14,6 +14,11 @@ time, shown as a fraction of a 2048 x 2048 float32 matmul's GFLOP/s measured in 
 
     python benchmarks/bench_models.py                 # 8 x 3 x 256 x 256
     python benchmarks/bench_models.py --batch 2 --size 128 --repeats 2
+    python benchmarks/bench_models.py --breakdown --models deeplabv3plus   # where a step's time goes
+
+``--breakdown`` profiles one training step per library and format instead (``torch.profiler``)
+and prints each op's self time summed by model part, forward and backward apart (a backward
+op is charged to the part whose forward op has its autograd sequence number).
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ PAIRS = {
     "unet": ("Unet", {}),
     "deeplabv3plus": ("DeepLabV3Plus", {}),
 }
+
+# --breakdown: part label -> submodule path, per (library, model); smp's head includes its 4x resize.
+PARTS = {
+    ("seglab", "deeplabv3plus"): {"encoder": "encoder", "ASPP": "decoder.aspp", "low-level 1x1": "decoder.low",
+                                  "decoder convs": "decoder.fuse", "head": "heads"},
+    ("smp", "deeplabv3plus"): {"encoder": "encoder", "ASPP": "decoder.aspp", "low-level 1x1": "decoder.block1",
+                               "decoder convs": "decoder.block2", "head": "segmentation_head"},
+    ("seglab", "unet"): {"encoder": "encoder", "decoder": "decoder", "head": "heads"},
+    ("smp", "unet"): {"encoder": "encoder", "decoder": "decoder", "head": "segmentation_head"},
+}
+OTHER = "other (resizes, concat, loss, optimizer)"
 
 
 def build(lib: str, name: str) -> torch.nn.Module:
@@ -115,6 +131,57 @@ def measure(name: str, train: bool, x: torch.Tensor, y: torch.Tensor, repeats: i
     return runs
 
 
+def part_times(lib: str, name: str, mf: torch.memory_format, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """{part: [forward ms, backward ms]} of one profiled training step (after two warm-up steps)."""
+    from torch.profiler import profile, record_function
+
+    model = build(lib, name).to(memory_format=mf).train()
+    step = step_fn(model, x.contiguous(memory_format=mf), y, True)
+    step()
+    step()
+    for label, path in PARTS[lib, name].items():
+        scope: list = []
+        module = model.get_submodule(path)
+        module.register_forward_pre_hook(lambda m, i, label=label, scope=scope: scope.append(record_function("PART:" + label).__enter__()))
+        module.register_forward_hook(lambda m, i, o, scope=scope: scope.pop().__exit__(None, None, None))
+    with profile() as prof:
+        step()
+    events = prof.events()
+    seq_part, times = {}, {label: [0.0, 0.0] for label in [*PARTS[lib, name], OTHER]}
+
+    def ancestor(e, prefix: str):
+        while e is not None and not e.name.startswith(prefix):
+            e = e.cpu_parent
+        return e
+
+    for e in events:
+        part = ancestor(e, "PART:")
+        if part is not None and e.sequence_nr >= 0:
+            seq_part.setdefault(e.sequence_nr, part.name[5:])
+    for e in events:
+        part, node = ancestor(e, "PART:"), ancestor(e, "autograd::engine::evaluate_function")
+        if part is not None:
+            times[part.name[5:]][0] += e.self_cpu_time_total / 1e3
+        elif node is not None:
+            times[seq_part.get(node.sequence_nr, OTHER)][1] += e.self_cpu_time_total / 1e3
+        elif not e.name.startswith("PART:"):
+            times[OTHER][0] += e.self_cpu_time_total / 1e3
+    return times
+
+
+def breakdown(names: list[str], x: torch.Tensor, y: torch.Tensor) -> None:
+    """Print the per-part forward / backward time of one training step, seglab next to smp."""
+    for name in names:
+        for fmt, mf in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            t = {lib: part_times(lib, name, mf, x, y) for lib in ("seglab", "smp")}
+            print(f"\n{name} train step, {fmt}, ms (profiler self time)   seglab fwd    bwd  total |  smp fwd    bwd  total")
+            for label in t["seglab"]:
+                (a, b), (c, d) = t["seglab"][label], t["smp"][label]
+                print(f"  {label:44s}{a:9.1f}{b:7.1f}{a + b:7.1f} | {c:8.1f}{d:7.1f}{c + d:7.1f}")
+            tot = {lib: sum(sum(v) for v in t[lib].values()) for lib in t}
+            print(f"  {'step':44s}{'':16s}{tot['seglab']:7.1f} | {'':15s}{tot['smp']:7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -122,8 +189,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="unet,deeplabv3plus")
+    parser.add_argument("--breakdown", action="store_true", help="profile one training step by model part instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.breakdown:
+        x = torch.rand(args.batch, 3, args.size, args.size)
+        breakdown(args.models.split(","), x, torch.randint(0, 2, (args.batch, args.size, args.size)))
+        return
     print(f"CPU, {args.threads} thread(s), batch {args.batch} x 3 x {args.size} x {args.size}, "
           f"best of {args.repeats}; load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     matmul = Matmul()
