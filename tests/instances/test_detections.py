@@ -111,3 +111,41 @@ def test_merge_keeps_each_object_once():
         tiles.append({"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "masks": t["masks"][:, None].float()})
     merged = merge_tiled_detections(tiles, origins, inst.shape, tile_size=(10, 10))
     np.testing.assert_array_equal(merged, inst)
+
+
+def test_streaming_merge_equals_highest_owned_score_per_pixel():
+    """Random overlapping masks over a 2 x 2 tile grid: every pixel goes to the highest-scoring
+    detection that covers it among those kept by their owning tile (slow transcription)."""
+    rng = np.random.default_rng(4)
+    shape, size, origins = (30, 34), (20, 20), [(0, 0), (0, 14), (10, 0), (10, 14)]
+    bands = {"r": {0: (0, 15), 10: (15, 30)}, "c": {0: (0, 17), 14: (17, 34)}}
+    tiles, expected_best, expected_owner = [], np.full(shape, -1.0), np.zeros(shape, int)
+    serial = 0
+    for top, left in origins:
+        k = 12
+        masks = np.zeros((k, *size), bool)
+        boxes = np.zeros((k, 4), np.float32)
+        for i in range(k):
+            y0, x0 = rng.integers(0, 14, 2)
+            y1, x1 = y0 + rng.integers(3, 7), x0 + rng.integers(3, 7)
+            masks[i, y0:y1, x0:x1] = True
+            boxes[i] = (x0, y0, x1, y1)
+        scores = rng.uniform(0.3, 1.0, k)
+        tiles.append({"boxes": torch.from_numpy(boxes), "scores": torch.from_numpy(scores),
+                      "masks": torch.from_numpy(masks[:, None].astype(np.float32))})
+        for i in range(k):
+            cy, cx = top + (boxes[i, 1] + boxes[i, 3]) / 2, left + (boxes[i, 0] + boxes[i, 2]) / 2
+            (r0, r1), (c0, c1) = bands["r"][top], bands["c"][left]
+            if scores[i] < 0.5 or not (r0 <= cy < r1 and c0 <= cx < c1):
+                continue
+            serial += 1
+            for y, x in zip(*np.nonzero(masks[i]), strict=True):
+                if scores[i] > expected_best[top + y, left + x]:
+                    expected_best[top + y, left + x] = scores[i]
+                    expected_owner[top + y, left + x] = serial
+    merged = merge_tiled_detections(tiles, origins, shape, tile_size=size)
+    from seglab.metrics import aji
+
+    assert expected_owner.max() > 10
+    assert aji(expected_owner, merged) == pytest.approx(1.0)
+    assert len(np.unique(merged)) == len(np.unique(expected_owner))

@@ -3,8 +3,9 @@
 Mask R-CNN predicts boxes and masks, not per-pixel probabilities, so there is nothing to blend:
 the image is cut into overlapping tiles, each tile is detected, and every object is kept by the
 tile that owns its box centre (:func:`seglab.instances.detections.predict_tiled_detections`).
-The image is held in memory as one float tensor (unlike the probability route, which streams
-bands of a memory-mapped image).
+The image is read one band of tile rows at a time from its source (a memory-mapped TIFF or zarr
+stays on disk), and each batch of tiles is painted into the instance map before the next is
+detected, so memory holds the map and one band, not the image or every mask.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class DetectionPredictor(Predictor):
     ) -> np.ndarray:
         from seglab.instances.detections import predict_tiled_detections
 
-        image = self.preprocess(source.read_all(), source.path).to(self.device)
+        image = _BandReader(source, self)
         height, width = image.shape[-2:]
         labels = predict_tiled_detections(
             self.model, image, tile=self.tile or max(height, width), overlap=self.overlap,
@@ -65,3 +66,25 @@ class DetectionPredictor(Predictor):
             image = open_image(image)
         source = image if isinstance(image, ArraySource) else ArraySource(image)
         return {"instances": self.predict_source(source)}
+
+
+class _BandReader:
+    """``C x H x W`` view of a source that reads and preprocesses one band of rows at a time.
+
+    ``reader[:, r0:r1, c0:c1]`` returns the model's input tensor for that window; the last band
+    read is kept, so the tiles of one tile row cost one read.
+    """
+
+    def __init__(self, source: ArraySource, predictor: DetectionPredictor) -> None:
+        height, width = source.shape[:2]
+        self.source, self.predictor = source, predictor
+        self.shape = (predictor.in_channels, height, width)
+        self._band: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def __getitem__(self, index: tuple[slice, slice, slice]) -> torch.Tensor:
+        _, rows, cols = index
+        key = (rows.start or 0, rows.stop if rows.stop is not None else self.shape[1])
+        if self._band is None or self._band[0] != key:
+            pixels = self.predictor.preprocess(self.source.read_rows(*key), self.source.path)
+            self._band = (key, pixels.to(self.predictor.device))
+        return self._band[1][:, :, cols]

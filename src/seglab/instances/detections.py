@@ -87,6 +87,65 @@ def _owned_bands(starts: Sequence[int], tile: int, length: int) -> list[tuple[in
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
+class TiledDetectionMerger:
+    """Merge per-tile detections into one instance map, tile by tile (memory: the map, not the masks).
+
+    Each tile's owned detections (box centre in the tile's band, module docstring) are painted
+    at once: a pixel goes to the covering detection of highest score, over this and all
+    earlier tiles (a running per-pixel best score), which is the same map as painting every
+    detection of the image in increasing score order (of equal scores, the first painted wins).
+    A tile's masks are dropped once painted.
+
+    Args:
+        image_shape: ``(H, W)`` of the image.
+        rows, cols: the tile grid's row and column starts (as :func:`seglab.inference.tile_starts`).
+        tile_size: ``(tile_h, tile_w)``.
+        score_threshold, mask_threshold: as :func:`detections_to_instances`.
+    """
+
+    def __init__(
+        self, image_shape: tuple[int, int], rows: Sequence[int], cols: Sequence[int], tile_size: tuple[int, int],
+        *, score_threshold: float = 0.5, mask_threshold: float = 0.5,
+    ) -> None:
+        height, width = image_shape
+        self.row_band = dict(zip(rows, _owned_bands(list(rows), tile_size[0], height), strict=True))
+        self.col_band = dict(zip(cols, _owned_bands(list(cols), tile_size[1], width), strict=True))
+        self.score_threshold, self.mask_threshold = score_threshold, mask_threshold
+        self.ids = np.zeros((height, width), np.int32)
+        self.best = np.full((height, width), -np.inf, np.float32)
+        self.count = 0
+
+    def add(self, det: dict[str, Any], origin: tuple[int, int]) -> None:
+        """Paint the detections of the tile at ``origin = (top, left)`` that the tile owns."""
+        top, left = origin
+        boxes, scores = _numpy(det["boxes"]).reshape(-1, 4), _numpy(det["scores"]).astype(np.float32)
+        cy = top + 0.5 * (boxes[:, 1] + boxes[:, 3])
+        cx = left + 0.5 * (boxes[:, 0] + boxes[:, 2])
+        (r0, r1), (c0, c1) = self.row_band[top], self.col_band[left]
+        own = (scores >= self.score_threshold) & (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
+        if not own.any():
+            return
+        masks, scores = _masks(det)[own] > self.mask_threshold, scores[own]
+        h, w = masks.shape[1:]
+        tile_best = np.full((h, w), -np.inf, np.float32)
+        tile_arg = np.zeros((h, w), np.int32)
+        for start in range(0, len(masks), _CHUNK):
+            chunk = np.where(masks[start:start + _CHUNK], scores[start:start + _CHUNK, None, None], -np.inf)
+            top_score, top_index = chunk.max(0), chunk.argmax(0)
+            better = top_score > tile_best
+            tile_arg[better] = top_index[better] + start
+            tile_best[better] = top_score[better]
+        best, ids = self.best[top:top + h, left:left + w], self.ids[top:top + h, left:left + w]
+        win = tile_best > best
+        ids[win] = self.count + 1 + tile_arg[win]
+        best[win] = tile_best[win]
+        self.count += len(scores)
+
+    def finish(self, min_size: int = 0) -> np.ndarray:
+        """The merged ``H x W`` int32 map, small instances dropped, numbered 1..K."""
+        return _finish(self.ids, min_size)
+
+
 def merge_tiled_detections(
     tiles: Sequence[dict[str, Any]],
     origins: Sequence[tuple[int, int]],
@@ -107,62 +166,48 @@ def merge_tiled_detections(
         tile_size: ``(tile_h, tile_w)``; edge tiles may be smaller than this only if the image is.
         score_threshold, mask_threshold, min_size: as :func:`detections_to_instances`.
     """
-    height, width = image_shape
-    rows = sorted({o[0] for o in origins})
-    cols = sorted({o[1] for o in origins})
-    row_band = dict(zip(rows, _owned_bands(rows, tile_size[0], height), strict=True))
-    col_band = dict(zip(cols, _owned_bands(cols, tile_size[1], width), strict=True))
-    kept = []
-    for det, (top, left) in zip(tiles, origins, strict=True):
-        boxes, scores = _numpy(det["boxes"]).reshape(-1, 4), _numpy(det["scores"]).astype(np.float64)
-        cy = top + 0.5 * (boxes[:, 1] + boxes[:, 3])
-        cx = left + 0.5 * (boxes[:, 0] + boxes[:, 2])
-        (r0, r1), (c0, c1) = row_band[top], col_band[left]
-        own = (scores >= score_threshold) & (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
-        kept.append((own, scores[own]))
-    all_scores = np.concatenate([s for _, s in kept]) if kept else np.zeros(0)
-    global_rank = np.empty(len(all_scores), dtype=np.int32)
-    global_rank[np.argsort(all_scores, kind="stable")] = np.arange(1, len(all_scores) + 1, dtype=np.int32)
-    canvas = np.zeros((height, width), np.int32)
-    offset = 0
-    for det, (top, left), (own, scores) in zip(tiles, origins, kept, strict=True):
-        ranks = global_rank[offset:offset + len(scores)]
-        offset += len(scores)
-        if not len(scores):
-            continue
-        masks = _masks(det)[own] > mask_threshold
-        h, w = masks.shape[1:]
-        paint_by_rank(masks, ranks, canvas[top:top + h, left:left + w])
-    return _finish(canvas, min_size)
+    merger = TiledDetectionMerger(image_shape, sorted({o[0] for o in origins}), sorted({o[1] for o in origins}),
+                                  tile_size, score_threshold=score_threshold, mask_threshold=mask_threshold)
+    for det, origin in zip(tiles, origins, strict=True):
+        merger.add(det, origin)
+    return merger.finish(min_size)
 
 
 @torch.no_grad()
 def predict_tiled_detections(
     model: torch.nn.Module,
-    image: torch.Tensor,
+    image: Any,
     *,
     tile: int = 256,
     overlap: float = 0.25,
     batch_size: int = 4,
+    min_size: int = 0,
     **kwargs: Any,
 ) -> np.ndarray:
     """Run a detection model over overlapping tiles of a ``C x H x W`` image, merge to one map.
 
+    Tiles are detected and painted batch by batch, so memory holds the instance map, one batch
+    of tiles and whatever ``image`` keeps, never the masks of the whole image.
+
     Args:
         model: a torchvision-style detector in eval mode (list of images -> list of detections).
-        image: ``C x H x W`` float image as the model takes it (Mask R-CNN: [0, 1]).
+        image: ``C x H x W`` float image as the model takes it (Mask R-CNN: [0, 1]): a tensor, or
+            any object with ``shape`` and tensor-valued ``image[:, r0:r1, c0:c1]`` (a lazy reader).
         tile: tile size; images up to this size run in one piece.
         overlap: tile overlap fraction (the overlap in pixels should exceed the largest object).
         batch_size: tiles per forward pass.
-        **kwargs: ``score_threshold``, ``mask_threshold``, ``min_size``.
+        min_size: instances with fewer visible pixels are dropped.
+        **kwargs: ``score_threshold``, ``mask_threshold``.
     """
     from seglab.inference.sliding import tile_starts
 
     _, height, width = image.shape
     th, tw = min(tile, height), min(tile, width)
-    origins = [(r, c) for r in tile_starts(height, th, overlap) for c in tile_starts(width, tw, overlap)]
-    detections: list[dict[str, Any]] = []
+    rows, cols = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
+    merger = TiledDetectionMerger((height, width), rows, cols, (th, tw), **kwargs)
+    origins = [(r, c) for r in rows for c in cols]
     for i in range(0, len(origins), batch_size):
-        crops = [image[:, r:r + th, c:c + tw] for r, c in origins[i:i + batch_size]]
-        detections.extend({k: v.cpu() for k, v in d.items()} for d in model(crops))
-    return merge_tiled_detections(detections, origins, (height, width), tile_size=(th, tw), **kwargs)
+        batch = origins[i:i + batch_size]
+        for det, origin in zip(model([image[:, r:r + th, c:c + tw] for r, c in batch]), batch, strict=True):
+            merger.add({k: v.cpu() for k, v in det.items()}, origin)
+    return merger.finish(min_size)
