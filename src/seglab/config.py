@@ -38,6 +38,7 @@ class TrainConfig(BaseModel):
     model_kwargs: dict[str, Any] = {}  # extra keyword arguments for the model
     loss: str = "ce+dice"  # e.g. "ce+dice", "ce+0.5*jaccard", "focal", "lovasz"
     decoder_kwargs: dict[str, Any] = {}  # instance decoder options (thresholds, min_size)
+    calibrate: bool = True  # after training, pick the decoder's main threshold on the validation set
     minutes: float | None = None  # wall-clock training budget
     epochs: int | None = None  # number of epochs (one epoch = patches_per_image x images)
     max_steps: int | None = None  # number of optimiser steps

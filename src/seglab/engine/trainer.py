@@ -177,6 +177,18 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
+    """Choose the decoder's main threshold on the validation images (seglab.engine.calibrate)."""
+    from seglab.engine.calibrate import calibrate_checkpoint
+
+    device = "cuda" if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    record = calibrate_checkpoint(best, val_samples, user_kwargs=config.decoder_kwargs, tile=config.patch, device=device)
+    if record is not None:
+        scores = ", ".join(f"{k:g}: {v:.4f}" for k, v in record["scores"].items())
+        print(f"decoder calibrated on {record['images']} validation images: {record['option']} = "
+              f"{record['value']:g} (mean AJI {scores})", flush=True)
+
+
 def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None = None) -> TrainResult:
     """Train as the config says and write the run folder.
 
@@ -238,6 +250,8 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
     if trainer.is_global_zero:
         from seglab.engine.report import write_run_report
 
+        if config.calibrate and best_path.is_file():
+            _calibrate(best_path, data.val_samples, config)
         write_run_report(run_dir, module, data, overlays=config.overlays)
     return TrainResult(
         run_dir=run_dir,
