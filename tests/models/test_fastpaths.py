@@ -135,3 +135,22 @@ def test_layout_like_restores_nchw_only():
     assert all(t.is_contiguous() and torch.equal(t, cl) for t in out.values())
     assert layout_like(cl, cl) is cl
     assert layout_like(nchw, cl) is nchw
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsample_concat_conv_interleave_equals_the_slice_and_stack_path(channels_last, monkeypatch):
+    """``_PhaseInterleave`` against the slices and stacks that tracing and export still use."""
+    from seglab.models import fastpaths
+
+    torch.manual_seed(0)
+    fmt = CL if channels_last else torch.contiguous_format
+    x = torch.randn(2, 5, 6, 7).contiguous(memory_format=fmt).requires_grad_()
+    skip = torch.randn(2, 3, 12, 14).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(4, 8, 3, 3, requires_grad=True)
+    got = fastpaths.upsample_concat_conv3x3(x, skip, w)
+    monkeypatch.setattr(fastpaths, "_eager_fast", lambda t: False)
+    expected = fastpaths.upsample_concat_conv3x3(x, skip, w)
+    torch.testing.assert_close(got, expected)
+    assert got.is_contiguous(memory_format=fmt)
+    g = torch.randn_like(expected)
+    torch.testing.assert_close(_grads(got, (x, skip, w), g), _grads(expected, (x, skip, w), g))

@@ -206,6 +206,57 @@ def _phase_kernels(weight: torch.Tensor) -> list[torch.Tensor]:
     ]
 
 
+def _phase_views(big: torch.Tensor, out: torch.Tensor, co: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """6-d views ``P[n, y, x, a, b, c]`` of the phase outputs and ``Q[n, i, a, j, b, c]`` of the image.
+
+    Both tensors must be contiguous in the same layout; ``Q[:, i, a, j, b] = P[:, i + a, j + b, a, b]``.
+    """
+    n, _, hp, wp = big.shape
+    h, w = hp - 1, wp - 1
+    if is_channels_last(big):
+        return (big.permute(0, 2, 3, 1).view(n, hp, wp, 2, 2, co),
+                out.permute(0, 2, 3, 1).view(n, h, 2, w, 2, co))
+    return (big.view(n, 2, 2, co, hp, wp).permute(0, 4, 5, 1, 2, 3),
+            out.view(n, co, h, 2, w, 2).permute(0, 2, 3, 4, 5, 1))
+
+
+class _PhaseInterleave(torch.autograd.Function):
+    """Phase outputs ``N x 4C x h+1 x w+1`` -> image ``N x C x 2h x 2w`` (``_phase_views``), same layout.
+
+    Autograd of the equivalent slices and stacks would give each of the four phase slices its
+    own zero-filled gradient of the full phase tensor and then sum the four; this backward
+    writes the four slices into one tensor and zeroes only the row and column each phase skips.
+    """
+
+    @staticmethod
+    def forward(ctx, big: torch.Tensor, co: int) -> torch.Tensor:
+        n, _, hp, wp = big.shape
+        fmt = torch.channels_last if is_channels_last(big) else torch.contiguous_format
+        big = big.contiguous(memory_format=fmt)
+        out = torch.empty((n, co, 2 * (hp - 1), 2 * (wp - 1)), dtype=big.dtype, device=big.device, memory_format=fmt)
+        phases, image = _phase_views(big, out, co)
+        h, w = hp - 1, wp - 1
+        for a in (0, 1):
+            for b in (0, 1):
+                image[:, :, a, :, b].copy_(phases[:, a : a + h, b : b + w, a, b])
+        ctx.co, ctx.fmt = co, fmt
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        n, co, h2, w2 = grad.shape
+        h, w = h2 // 2, w2 // 2
+        grad = grad.contiguous(memory_format=ctx.fmt)
+        grad_big = torch.empty((n, 4 * co, h + 1, w + 1), dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt)
+        phases, image = _phase_views(grad_big, grad, co)
+        for a in (0, 1):
+            for b in (0, 1):
+                phases[:, a : a + h, b : b + w, a, b].copy_(image[:, :, a, :, b])
+                phases[:, h * (1 - a), :, a, b].zero_()  # the row and the column this phase never reads
+                phases[:, :, w * (1 - b), a, b].zero_()
+        return grad_big, None
+
+
 def upsample_concat_conv3x3(x: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
     """``conv3x3(cat([nearest_up2(x), skip]), weight, padding=1)`` without building either tensor.
 
@@ -226,7 +277,10 @@ def upsample_concat_conv3x3(x: torch.Tensor, skip: torch.Tensor | None, weight: 
     n, cx, h, w = x.shape
     co = weight.shape[0]
     big = F.conv2d(F.pad(x, (1, 1, 1, 1)), torch.cat(_phase_kernels(weight[:, :cx]), dim=0))  # N x 4Cout x h+1 x w+1
-    if big.is_contiguous(memory_format=torch.channels_last) and not big.is_contiguous():
+    if _eager_fast(big):
+        out = _PhaseInterleave.apply(big, co)
+        return out if skip is None else out.add_(F.conv2d(skip, weight[:, cx:], padding=1))
+    if is_channels_last(big):
         nhwc = big.permute(0, 2, 3, 1).view(n, h + 1, w + 1, 2, 2, co)
         rows = [torch.stack([nhwc[:, a : a + h, b : b + w, a, b] for b in (0, 1)], dim=3) for a in (0, 1)]
         out = torch.stack(rows, dim=2).view(n, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
