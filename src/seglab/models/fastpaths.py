@@ -4,7 +4,8 @@ Each path gives the result of its plain counterpart (tested value by value and g
 gradient) and keeps the same parameters and state_dict, so checkpoints do not care which ran.
 
 ``upsample_concat_conv3x3``
-    the U-Net decoder's "nearest x2, concatenate the skip, 3x3 conv" at the coarse resolution.
+    the U-Net decoder's "nearest x2, concatenate the skip, 3x3 conv" at the coarse resolution
+    (its four output phases interleaved by ``_PhaseInterleave``).
 ``PointwiseConv``
     a 1x1 ``nn.Conv2d`` that runs oneDNN (forward and backward) for channels_last CPU tensors.
 ``DepthwiseConv``
@@ -13,8 +14,9 @@ gradient) and keeps the same parameters and state_dict, so checkpoints do not ca
 ``bilinear_resize``
     ``F.interpolate(bilinear)`` whose backward gets its gradient in channels_last (a gradient
     sliced out of a concatenation otherwise sends it to the 10x slower NCHW kernel).
-``onednn_layout``
-    the channels_last copy of an NCHW CPU tensor, for layers that run several times faster in it.
+``onednn_layout`` / ``layout_like``
+    the channels_last copy of an NCHW CPU tensor, for layers that run several times faster in
+    it, and the way back to NCHW for a model's outputs.
 
 ``reference_ops()`` turns them off (the receptive-field tracer needs the textbook graph);
 they are also off while tracing, exporting or compiling, where the plain ops are portable.
