@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
 def test_predicts_every_kind_of_image(cli, setup, tmp_path, capsys):
     root, image = setup
     assert cli("--checkpoint", root / "m.ckpt", "--input", root / "images", "--output", tmp_path, "--tile", 32, "--coco") == 0
-    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
     assert [r["stem"] for r in rows] == ["deep", "gray", "rgb", "rgba", "tiny"]
     for stem in ("deep", "gray", "rgb", "rgba", "tiny"):
         labels = tifffile.imread(tmp_path / f"{stem}_instances.tif")
@@ -71,7 +71,7 @@ def test_skip_existing_does_only_what_is_missing(cli, setup, tmp_path, capsys):
     assert (tmp_path / "gray.geojson").is_file()
     for name in ("rgb_instances.tif", "rgba_overlay.png", "tiny.geojson"):
         assert (tmp_path / name).stat().st_mtime_ns == before[name]
-    assert len(list(csv.DictReader((tmp_path / "summary.csv").open()))) == 4  # rows of both runs
+    assert len(list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))) == 4  # rows of both runs
 
 
 def test_bad_inputs_are_one_line_errors(cli, setup, tmp_path, capsys):

@@ -22,12 +22,13 @@ def rgb():
 def test_tiff_rows_equal_full_read(tmp_path, rgb, layout):
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, rgb, photometric="rgb", **layout)
-    source = open_image(path)
-    assert source.shape == (300, 200, 3) and source.dtype == np.uint16
-    assert np.array_equal(source.read_rows(37, 150), rgb[37:150])
-    assert np.array_equal(source.read_all(), read_image(path))
-    if not layout:
-        assert isinstance(source, LazyTiffSource)  # memory-mapped, not read
+    with open_image(path) as source:
+        assert source.shape == (300, 200, 3) and source.dtype == np.uint16
+        assert np.array_equal(source.read_rows(37, 150), rgb[37:150])
+        assert np.array_equal(source.read_all(), read_image(path))
+        if not layout:
+            assert isinstance(source, LazyTiffSource)  # memory-mapped, not read
+    source.close()  # closing twice is harmless
 
 
 def test_channel_first_and_gray_tiff(tmp_path, rgb):

@@ -126,7 +126,7 @@ def test_atomic_outputs_and_summary(outputs):
     out_dir, _, _, _ = outputs
     write_summary(out_dir / "summary.csv", {"b": {"stem": "b", "instances": 2, "mean_area": "3.0", "seconds": "0.1"},
                                              "a": {"stem": "a", "instances": 0, "mean_area": "0", "seconds": "0.2"}})
-    rows = list(csv.DictReader((out_dir / "summary.csv").open()))
+    rows = list(csv.DictReader((out_dir / "summary.csv").read_text().splitlines()))
     assert [r["stem"] for r in rows] == ["a", "b"] and rows[1]["instances"] == "2"
     assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]  # no temp files left
 

@@ -63,7 +63,8 @@ class DetectionPredictor(Predictor):
         if isinstance(image, str | Path):
             from seglab.inference.source import open_image
 
-            image = open_image(image)
+            with open_image(image) as source:
+                return self.predict(source)
         source = image if isinstance(image, ArraySource) else ArraySource(image)
         return {"instances": self.predict_source(source)}
 

@@ -234,7 +234,8 @@ class Predictor:
         if isinstance(image, str | Path):
             from seglab.inference.source import open_image
 
-            image = open_image(image)
+            with open_image(image) as source:
+                return self.predict(source)
         source = image if isinstance(image, ArraySource) else ArraySource(image)
         probs = self.predict_probs(source)
         if self.task == "semantic":

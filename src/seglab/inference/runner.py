@@ -113,7 +113,8 @@ def predict_files(
             progress.start(inputs.index(path) + 1, path.name)
             try:
                 source = futures.pop(path).result() if pool is not None else open_image(path)
-                rows[path.stem] = _predict_one(predictor, source, path, out_dir, coco, progress)
+                with source:
+                    rows[path.stem] = _predict_one(predictor, source, path, out_dir, coco, progress)
             except SeglabError as exc:
                 if on_error is None:
                     raise

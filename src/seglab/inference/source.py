@@ -47,6 +47,15 @@ class ArraySource:
     def read_all(self) -> np.ndarray:
         return np.asarray(self.array)
 
+    def close(self) -> None:
+        """Release the file behind the source (nothing to release for an in-memory image)."""
+
+    def __enter__(self) -> ArraySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _ChannelLastView:
     """Row access to a lazily indexed array whose axes are (H, W[, C]) or (C, H, W)."""
@@ -95,6 +104,12 @@ class LazyTiffSource(ArraySource):
 
     def read_all(self) -> np.ndarray:
         return self.read_rows(0, self._shape[0])
+
+    def close(self) -> None:
+        """Close the zarr store of a compressed or tiled TIFF (a memory map closes with its arrays)."""
+        handle, self._handle = self._handle, None
+        if handle is not None and hasattr(handle, "close"):
+            handle.close()
 
 
 def _open_tiff(path: Path) -> ArraySource:
