@@ -30,7 +30,7 @@ class TrainConfig(BaseModel):
     val_fraction: float = 0.2  # share of images held out when `val` is None (at least one)
     task: Task = "instance"  # instance (semantic-to-instance) or semantic
     method: Method = "three_class"  # instance route (see seglab.engine.recipes)
-    embedding_dim: int = 8  # pixel-embedding channels of the embedding routes
+    embedding_dim: int | None = None  # embedding channels (None: 8, the recurrent route 32)
     embedding_kwargs: dict[str, Any] = {}  # embedding-route loss options (delta_v, coord_unit, ...)
     num_classes: int | None = None  # semantic only; inferred from the labels when None
     model: str = "unet"  # a name from seglab.models.MODELS
@@ -67,7 +67,7 @@ class TrainConfig(BaseModel):
             raise ValueError("val_fraction must lie in (0, 1)")
         if self.patch < 16 or self.batch_size < 1 or self.patches_per_image < 1:
             raise ValueError("patch must be >= 16 and batch_size, patches_per_image >= 1")
-        if self.devices < 1 or self.num_nodes < 1 or self.val_every < 1 or self.embedding_dim < 1:
+        if self.devices < 1 or self.num_nodes < 1 or self.val_every < 1 or (self.embedding_dim or 1) < 1:
             raise ValueError("devices, num_nodes, val_every and embedding_dim must be >= 1")
         if self.workers < 0 or not 0.0 <= self.warmup < 1.0:
             raise ValueError("workers must be >= 0 and warmup in [0, 1)")

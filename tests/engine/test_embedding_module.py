@@ -169,3 +169,10 @@ def test_lightning_fit_with_validation_on_folder_data(method, tmp_path):
     trainer.fit(module, DataLoader(train, batch_size=2), DataLoader(val, batch_size=1))
     assert trainer.global_step == 2
     assert 0.0 <= float(trainer.callback_metrics["val/aji"]) <= 1.0
+
+
+def test_default_embedding_dims_per_method():
+    assert make_recipe("instance", "embedding").aux_heads == {"embedding": 8}
+    assert make_recipe("instance", "seeds").aux_heads == {"seediness": 1, "embedding": 8}
+    assert make_recipe("instance", "recurrent").aux_heads == {"embedding": 32}  # the unit sphere needs room
+    assert make_recipe("instance", "recurrent", embedding_dim=6).aux_heads == {"embedding": 6}

@@ -45,8 +45,13 @@ class Recipe:
     decoder: str | None = None
 
 
-def make_recipe(task: str, method: str, num_classes: int | None = None, *, embedding_dim: int = 8) -> Recipe:
-    """The recipe for a task (``instance`` | ``semantic``) and instance method."""
+def make_recipe(task: str, method: str, num_classes: int | None = None, *, embedding_dim: int | None = None) -> Recipe:
+    """The recipe for a task (``instance`` | ``semantic``) and instance method.
+
+    ``embedding_dim`` None takes :data:`EMBEDDING_DIMS`: unit-sphere embeddings (``recurrent``)
+    need more dimensions than Euclidean ones to hold many mutually dissimilar directions (Kong &
+    Fowlkes relate the dimension to the margin; they used 64).
+    """
     if task == "semantic":
         if num_classes is None or num_classes < 2:
             raise ConfigError(f"the semantic task needs num_classes >= 2, got {num_classes}")
@@ -66,7 +71,8 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
     if method == "maskrcnn":  # direct instance segmentation: the dataset's instance maps suffice
         return Recipe("instance", "maskrcnn", 2, (), "", ("background", "nucleus"), decoder="maskrcnn")
     if method in EMBEDDING_METHODS:
-        heads = {"embedding": embedding_dim} if method != "seeds" else {"seediness": 1, "embedding": embedding_dim}
+        dim = EMBEDDING_DIMS[method] if embedding_dim is None else embedding_dim
+        heads = {"embedding": dim} if method != "seeds" else {"seediness": 1, "embedding": dim}
         acts = {"embedding": "identity", "seediness": "sigmoid"}
         return Recipe(
             "instance", method, 2, ("foreground",), "foreground",
@@ -78,6 +84,7 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
 
 # instance method -> decoder of the embedding routes (seglab.instances)
 EMBEDDING_METHODS = {"embedding": "embedding_meanshift", "seeds": "embedding_seeds", "recurrent": "embedding_meanshift"}
+EMBEDDING_DIMS = {"embedding": 8, "seeds": 8, "recurrent": 32}  # default embedding channels per method
 
 
 def decoder_input(out: torch.Tensor | dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
