@@ -105,7 +105,9 @@ def test_recurrent_loss_averages_stages(radius):
     stages = module.grouping(gather_pixels(emb, index), valid)
     expected = sum(kong_pair_loss(x, labels, pairs=pairs) for x in stages) / 3
     torch.testing.assert_close(value, expected)
-    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7, "coord_unit": 0.0}
+    # the decoder's bandwidth: half the smallest distance of dissimilar unit vectors, sqrt(1 - margin)
+    assert module.meta["decoder"]["kwargs"] == {"normalize": True, "bandwidth": 0.7071, "coord_unit": 0.0}
+    assert _module("recurrent", margin=0.75).meta["decoder"]["kwargs"]["bandwidth"] == 0.5
 
 
 def test_empty_batch_is_finite():

@@ -22,6 +22,7 @@ discriminative route, ``normalize=True`` and a sphere-sized ``bandwidth`` for th
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -123,8 +124,9 @@ class EmbeddingModule(SegmentationModule):
             kwargs.setdefault("delta_v", delta_v)
         elif self.recipe.method == "recurrent":
             kwargs.setdefault("normalize", True)
-            # trained: same instance cos -> 1, others cos <= 0, i.e. >= sqrt(2) apart: half of that
-            kwargs.setdefault("bandwidth", 0.7)
+            # trained: same instance cos -> 1, others (1 + cos) / 2 <= margin, i.e. unit vectors at
+            # least 2 sqrt(1 - margin) apart (sqrt(2) at the paper's 0.5): half of that
+            kwargs.setdefault("bandwidth", round(math.sqrt(1.0 - self.margin), 4))
 
     # -- losses -------------------------------------------------------------------------------
     def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
