@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seglab.data.detection import instances_to_target
+from seglab.data.synthetic import synth_tile
 from seglab.inference.detection import DetectionPredictor
 from seglab.inference.source import ArraySource
 from seglab.metrics import aji
@@ -29,18 +30,8 @@ class _PerfectDetector(torch.nn.Module):
         return out
 
 
-def _objects(shape=(90, 70), n=40, seed=0):
-    rng = np.random.default_rng(seed)
-    inst = np.zeros(shape, np.int32)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    for k in range(1, n + 1):
-        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(2, 4.5)
-        inst[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (inst == 0)] = k
-    return inst
-
-
 def test_reads_bands_not_the_whole_image(monkeypatch):
-    inst = _objects()
+    inst = synth_tile(96, seed=2)[1][:90, :70]
     image = np.zeros((*inst.shape, 3), np.float32)
     image[..., 0] = np.arange(inst.shape[0])[:, None]
     image[..., 1] = np.arange(inst.shape[1])[None, :]
