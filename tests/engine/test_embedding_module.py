@@ -93,7 +93,7 @@ def test_route_kwargs_are_checked():
 def test_recurrent_loss_averages_stages(radius):
     from seglab.losses.embedding import gather_pixels, kong_pair_loss, near_pairs, sample_pixels
 
-    module = _module("recurrent", pair_pixels=32, grouping_iters=2, pair_radius=radius)
+    module = _module("recurrent", pair_pixels=32, grouping_iters=2, pair_radius=radius, margin=0.5)
     batch = _batch()
     emb = torch.randn(2, 4, 32, 32)
     torch.manual_seed(7)

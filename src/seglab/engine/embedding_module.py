@@ -66,7 +66,10 @@ class EmbeddingModule(SegmentationModule):
         seediness_loss_weight: weight of the seediness loss (``seeds`` only).
         delta_v, delta_d: the discriminative loss's margins (``embedding`` only).
         pair_pixels: pixels sampled per image for the pair losses (``seeds``, ``recurrent``).
-        margin: Kong & Fowlkes's alpha (``recurrent``).
+        margin: Kong & Fowlkes's alpha (``recurrent``): pixels of different instances are pushed
+            to a calibrated similarity ``(1 + cos) / 2 <= margin``. 0.7 here (cos <= 0.4); the
+            paper's 0.5 (orthogonal) fits fewer mutually dissimilar directions on the sphere
+            (3-min bench, 32 channels: AJI 0.62 at 0.7, 0.57 at 0.5).
         grouping_iters, grouping_bandwidth: the unrolled mean-shift (``recurrent``).
         pair_radius: the pair loss (``recurrent``) sees only pixel pairs at most this many pixels
             apart; 0 = all pairs (the paper); ``None`` = 32. Far instances need not differ in
@@ -88,7 +91,7 @@ class EmbeddingModule(SegmentationModule):
         delta_v: float = 0.5,
         delta_d: float = 1.5,
         pair_pixels: int = 256,
-        margin: float = 0.5,
+        margin: float = 0.7,
         grouping_iters: int = 3,
         grouping_bandwidth: float = 0.5,
         pair_radius: float | None = None,
