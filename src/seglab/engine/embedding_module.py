@@ -74,7 +74,7 @@ class EmbeddingModule(SegmentationModule):
         pair_radius: the pair loss (``recurrent``) sees only pixel pairs at most this many pixels
             apart; 0 = all pairs (the paper); ``None`` = 32. Far instances need not differ in
             embedding: the decoder gives each spatially separate part of a cluster its own id.
-            (Measured in ``benchmarks/bench_instance_routes.py``: all pairs AJI 0.31, 32 px 0.49.)
+            (3-min bench, 8 channels, margin 0.5: all pairs AJI 0.24, within 32 px 0.49.)
         coord_unit: spatial embeddings (Novotny et al. 2018, see :mod:`seglab.instances.embedding`):
             pixels per embedding unit added to the first two embedding channels in the loss and
             the decoder; 0 = plain embeddings. ``None`` = 5 px for ``embedding`` and ``seeds``
