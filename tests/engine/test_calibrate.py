@@ -13,7 +13,7 @@ from seglab.metrics import aji
 
 
 def test_candidates_put_the_current_value_first():
-    assert candidates("three_class_watershed", {}) == ("interior_threshold", [0.5, 0.3, 0.4, 0.6, 0.7])
+    assert candidates("three_class_watershed", {}) == ("interior_threshold", [0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95])
     assert candidates("three_class_watershed", {"interior_threshold": 0.45})[1][0] == 0.45
     option, values = candidates("embedding_meanshift", {"delta_v": 0.4})  # bandwidth = 2 delta_v
     assert option == "bandwidth" and values == pytest.approx([0.8, 0.6, 1.0, 1.2])

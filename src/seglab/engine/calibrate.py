@@ -22,7 +22,9 @@ import numpy as np
 
 # decoder -> (option, candidate values, or multiples of the option's trained default when relative)
 GRIDS: dict[str, tuple[str, tuple[float, ...], bool]] = {
-    "three_class_watershed": ("interior_threshold", (0.3, 0.4, 0.5, 0.6, 0.7), False),
+    # high thresholds keep only the confident core of each nucleus as its marker, which splits
+    # touching nuclei more often (the demo's validation AJI rises steadily from 0.5 to 0.95)
+    "three_class_watershed": ("interior_threshold", (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), False),
     "distance_watershed": ("h", (0.05, 0.1, 0.2, 0.3), False),
     "embedding_meanshift": ("bandwidth", (0.75, 1.0, 1.25, 1.5), True),
     "embedding_seeds": ("similarity_threshold", (0.3, 0.4, 0.5, 0.6, 0.7), False),
