@@ -65,11 +65,15 @@ def build_model(
     return create_model(config.model, **kwargs), kwargs
 
 
+def _on_gpu(config: TrainConfig) -> bool:
+    """Whether the run trains on a CUDA GPU."""
+    return config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def _precision(config: TrainConfig) -> str:
     if config.precision != "auto":
         return "32-true" if config.precision == "32" else config.precision
-    on_gpu = config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "16-mixed" if on_gpu else "32-true"
+    return "16-mixed" if _on_gpu(config) else "32-true"
 
 
 def _cpu_threads(config: TrainConfig) -> None:
@@ -181,7 +185,7 @@ def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
     """Choose the decoder's main threshold on the validation images (seglab.engine.calibrate)."""
     from seglab.engine.calibrate import calibrate_checkpoint
 
-    device = "cuda" if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    device = "cuda" if _on_gpu(config) else "cpu"
     record = calibrate_checkpoint(best, val_samples, user_kwargs=config.decoder_kwargs, tile=config.patch, device=device)
     if record is not None:
         scores = ", ".join(f"{k:g}: {v:.4f}" for k, v in record["scores"].items())
