@@ -29,16 +29,29 @@ GRIDS: dict[str, tuple[str, tuple[float, ...], bool]] = {
     "embedding_meanshift": ("bandwidth", (0.75, 1.0, 1.25, 1.5), True),
     "embedding_seeds": ("similarity_threshold", (0.3, 0.4, 0.5, 0.6, 0.7), False),
 }
-DEFAULTS = {"interior_threshold": 0.5, "h": 0.1, "similarity_threshold": 0.5}
 MAX_IMAGES = 16  # validation images whose probabilities are cached (bounds time and memory)
 
 
-def _current_value(option: str, kwargs: dict[str, Any]) -> float:
+def _signature_default(decoder: str, option: str) -> Any:
+    """The default of ``option`` in the decoder function's own signature."""
+    import inspect
+
+    from seglab.instances.decoders import distance_watershed, three_class_watershed
+    from seglab.instances.embedding import embedding_meanshift, embedding_seeds
+
+    functions = {"three_class_watershed": three_class_watershed, "distance_watershed": distance_watershed,
+                 "embedding_meanshift": embedding_meanshift, "embedding_seeds": embedding_seeds}
+    return inspect.signature(functions[decoder]).parameters[option].default
+
+
+def _current_value(decoder: str, option: str, kwargs: dict[str, Any]) -> float:
     if option in kwargs:
         return float(kwargs[option])
-    if option == "bandwidth":  # embedding_meanshift's own default: 2 * delta_v
-        return 2.0 * float(kwargs.get("delta_v", 0.5))
-    return DEFAULTS[option]
+    if option == "bandwidth":  # embedding_meanshift's default follows the trained pull margin
+        from seglab.instances.embedding import default_bandwidth
+
+        return default_bandwidth(kwargs.get("delta_v", _signature_default(decoder, "delta_v")))
+    return float(_signature_default(decoder, option))
 
 
 def candidates(decoder: str, kwargs: dict[str, Any]) -> tuple[str, list[float]] | None:
@@ -46,7 +59,7 @@ def candidates(decoder: str, kwargs: dict[str, Any]) -> tuple[str, list[float]] 
     if decoder not in GRIDS:
         return None
     option, grid, relative = GRIDS[decoder]
-    current = _current_value(option, kwargs)
+    current = _current_value(decoder, option, kwargs)
     values = [round(current * g, 6) for g in grid] if relative else list(grid)
     return option, [current] + [v for v in values if not np.isclose(v, current)]
 
@@ -90,7 +103,7 @@ def calibrate_checkpoint(
     import torch
 
     from seglab.data.io import read_image, read_label
-    from seglab.engine.checkpoint import load_checkpoint
+    from seglab.engine.checkpoint import build_model, load_checkpoint
     from seglab.fileio import atomic_path
     from seglab.inference import Predictor
 
@@ -101,7 +114,7 @@ def calibrate_checkpoint(
         return None
     if GRIDS[decoder["name"]][0] in user_kwargs:
         return None
-    predictor = Predictor.from_checkpoint(checkpoint, tile=tile, device=device)
+    predictor = Predictor(build_model(ckpt, checkpoint), meta, tile=tile, device=device)  # no second read
     chosen = list(samples)[:MAX_IMAGES]
     stacks = [predictor.predict_probs(read_image(s.image)) for s in chosen]
     truths = [read_label(s.label) for s in chosen]

@@ -81,6 +81,15 @@ def with_coordinates(embeddings: torch.Tensor, unit: float) -> torch.Tensor:
     return embeddings + torch.cat([grid, pad])
 
 
+def default_bandwidth(delta_v: float) -> float:
+    """Mean-shift bandwidth for embeddings trained with pull margin ``delta_v``: ``2 delta_v``.
+
+    With the discriminative loss's margins every pixel lies within ``delta_v`` of its centre,
+    so one cluster spans at most ``2 delta_v``.
+    """
+    return 2.0 * float(delta_v)
+
+
 def _kernel(dist2: torch.Tensor, bandwidth: float, kernel: str) -> torch.Tensor:
     if kernel == "flat":
         return (dist2 <= bandwidth * bandwidth).to(dist2.dtype)
@@ -253,7 +262,7 @@ def embedding_meanshift(
         raise unknown_choice("clustering method", method, CLUSTER_METHODS)
     head, emb = _split_stack(stack, 1, "embedding_meanshift")
     emb = with_coordinates(torch.from_numpy(emb), coord_unit).numpy()
-    bandwidth = 2.0 * delta_v if bandwidth is None else float(bandwidth)
+    bandwidth = default_bandwidth(delta_v) if bandwidth is None else float(bandwidth)
     if bandwidth <= 0:
         raise ConfigError(f"bandwidth must be positive, got {bandwidth}")
     fg = head[0] > fg_threshold
