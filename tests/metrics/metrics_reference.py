@@ -31,9 +31,15 @@ def iou_matrix(gt: np.ndarray, pred: np.ndarray):
 
 def ref_aji(gt: np.ndarray, pred: np.ndarray) -> float:
     """Kumar et al. 2017: each GT takes its best-IoU prediction (first on ties); reuse allowed."""
-    g_ids, p_ids, inter, union, iou = iou_matrix(gt, pred)
-    if not g_ids and not p_ids:
+    if not np.any(gt) and not np.any(pred):
         return 1.0
+    c, u = ref_aji_sums(gt, pred)
+    return c / u if u else 0.0
+
+
+def ref_aji_sums(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """C and U of the AJI definition: C / U is the AJI (per image, or pooled over images)."""
+    g_ids, p_ids, inter, union, iou = iou_matrix(gt, pred)
     c = u = 0.0
     used = set()
     for a, g in enumerate(g_ids):
@@ -47,7 +53,7 @@ def ref_aji(gt: np.ndarray, pred: np.ndarray) -> float:
     for b, p in enumerate(p_ids):
         if b not in used:
             u += (pred == p).sum()
-    return c / u if u else 0.0
+    return c, u
 
 
 def ref_one_to_one(iou: np.ndarray) -> list[tuple[int, int]]:

@@ -191,26 +191,10 @@ def test_instance_metrics_mean_and_pooled():
     inter = sum(np.logical_and(g > 0, p > 0).sum() for g, p in pairs)
     total = sum((g > 0).sum() + (p > 0).sum() for g, p in pairs)
     assert out["pooled"]["dice"] == pytest.approx(2 * inter / total)
-    c_u = [_aji_sums(g, p) for g, p in pairs]
+    c_u = [ref.ref_aji_sums(g, p) for g, p in pairs]
     assert out["pooled"]["aji"] == pytest.approx(sum(c for c, _ in c_u) / sum(u for _, u in c_u))
     acc.reset()
     assert acc.per_image == []
-
-
-def _aji_sums(gt, pred):
-    """C and U of the AJI definition, via the reference (AJI * U = C with U recomputed by masks)."""
-    g_ids, p_ids, inter, union, iou = ref.iou_matrix(gt, pred)
-    c = u = 0.0
-    used = set()
-    for a, g in enumerate(g_ids):
-        if len(p_ids) == 0 or iou[a].max() == 0:
-            u += (gt == g).sum()
-            continue
-        b = int(np.argmax(iou[a]))
-        c, u = c + inter[a, b], u + union[a, b]
-        used.add(b)
-    u += sum((pred == p).sum() for b, p in enumerate(p_ids) if b not in used)
-    return c, u
 
 
 @pytest.mark.parametrize("offset,max_dense_bins", [(0, None), (10**5, None), (2**40, None), (0, 10), (10**5, 10)])
