@@ -21,6 +21,7 @@ eval mode it returns one dict per image with ``boxes``, ``labels``, ``scores`` a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -179,16 +180,6 @@ class MaskRCNNModel(MaskRCNN):
         self.in_channels, self.num_classes, self.backbone_name = in_channels, num_classes, backbone
 
 
-def build_maskrcnn(
-    *,
-    in_channels: int = 3,
-    num_classes: int = 2,
-    backbone: str = "resnet50_fpn",
-    pretrained: bool = False,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    **kwargs,
-) -> MaskRCNNModel:
-    """Build :class:`MaskRCNNModel` (see it for every option)."""
-    return MaskRCNNModel(in_channels=in_channels, num_classes=num_classes, backbone=backbone,
-                         pretrained=pretrained, min_size=min_size, max_size=max_size, **kwargs)
+def build_maskrcnn(**kwargs: Any) -> MaskRCNNModel:
+    """Build :class:`MaskRCNNModel` (see it for every option and its default)."""
+    return MaskRCNNModel(**kwargs)
