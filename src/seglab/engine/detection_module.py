@@ -34,25 +34,12 @@ class DetectionModule(BudgetModule):
             ``decoder.kwargs`` (``score_threshold``, ``mask_threshold``, ``min_size``) drive
             validation decoding.
         lr, weight_decay, schedule, warmup: AdamW and the same budget-driven schedule as
-            :class:`SegmentationModule`.
+            :class:`SegmentationModule` (``lr`` 1e-3 by default).
         progress: callable returning the share of the budget used (0..1), for the schedule.
     """
 
-    def __init__(
-        self,
-        *,
-        model: torch.nn.Module,
-        meta: dict[str, Any],
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        schedule: str = "onecycle",
-        warmup: float = 0.05,
-        progress=None,
-    ) -> None:
-        super().__init__(
-            model=model, meta=meta, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
-            progress=progress,
-        )
+    def __init__(self, *, lr: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(lr=lr, **kwargs)  # BudgetModule's fields; detection trains at a lower lr
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, image: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
