@@ -119,21 +119,48 @@ def test_embedding_decoders_are_registered():
     assert np.array_equal(decode("embedding_meanshift", stack, bandwidth=1.0), embedding_meanshift(stack, bandwidth=1.0))
 
 
-def test_fill_label_holes_matches_binary_fill_holes():
+def fill_label_holes_reference(labels):
+    """Slow, obvious: each label's whole-image ``binary_fill_holes``; background pixels only, and
+    where holes nest, the instance with the smaller filled area (the inner one) wins."""
+    out = labels.copy()
+    filled = {i: ndi.binary_fill_holes(labels == i) for i in np.unique(labels[labels > 0])}
+    for i in sorted(filled, key=lambda i: -filled[i].sum()):
+        out[filled[i] & (labels == 0)] = i
+    return out
+
+
+def test_fill_label_holes_matches_per_label_reference():
     from seglab.instances import fill_label_holes
 
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    for trial in range(30):
         labels = np.zeros((50, 60), np.int32)
-        for k in range(1, 7):
-            r, c, h = rng.integers(5, 45), rng.integers(5, 55), rng.integers(4, 12)
-            labels[max(r - h, 0) : r + h, max(c - h, 0) : c + h] = k
-        labels[rng.random(labels.shape) < 0.08] = 0  # pepper with holes
+        for k in range(1, 8):
+            r, c, h = rng.integers(0, 50), rng.integers(0, 60), rng.integers(3, 12)
+            labels[max(r - h, 0) : r + h, max(c - h, 0) : c + h] = k * 3  # ids need not be contiguous
+        if trial % 3 == 0:  # a ring with another instance inside its hole
+            labels[10:30, 10:30], labels[13:27, 13:27], labels[16:24, 16:24] = 40, 0, 41
+            labels[18:22, 18:22] = 0
+        labels[rng.random(labels.shape) < 0.1] = 0  # pepper with holes
         out = fill_label_holes(labels)
-        assert np.array_equal(out > 0, ndi.binary_fill_holes(labels > 0))
+        assert np.array_equal(out, fill_label_holes_reference(labels))
         assert np.array_equal(out[labels > 0], labels[labels > 0])
-        holes, n = ndi.label(out != labels)
-        for h in range(1, n + 1):  # each hole takes the largest id of the pixels around it
-            hole = holes == h
-            around = ndi.binary_dilation(hole, structure=np.ones((3, 3))) & ~hole
-            assert np.all(out[hole] == labels[around].max())
+        assert out.dtype == labels.dtype
+    empty = np.zeros((8, 8), np.int32)
+    assert fill_label_holes(empty).max() == 0
+
+
+def test_background_enclosed_by_several_nuclei_stays_background():
+    from seglab.instances import fill_label_holes
+
+    labels = np.zeros((40, 40), np.int32)
+    for i, angle in enumerate(np.deg2rad([90, 210, 330]), 1):  # three touching discs round a pocket
+        labels[disk((20 + 9 * np.sin(angle), 20 + 9 * np.cos(angle)), 8.0, shape=labels.shape)] = i
+    regions, n = ndi.label(labels == 0)
+    pocket = regions == regions[20, 20]
+    assert n == 2 and 5 <= pocket.sum() <= 20  # outside + the pocket the three enclose jointly
+    labels[30:32, 19:21] = 0  # and a real hole in nucleus 1
+    out = fill_label_holes(labels)
+    assert out[pocket].max() == 0  # nobody's hole: stays background
+    assert np.all(out[30:32, 19:21] == 1)
+    assert np.array_equal(out, fill_label_holes_reference(labels))

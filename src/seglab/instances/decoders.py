@@ -27,38 +27,37 @@ def _as_prob(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Fill background holes enclosed by instances with an adjacent instance's id.
+    """Fill each instance's own holes with its id (as StarDist's ``fill_label_holes``).
 
-    A hole is a 4-connected background component that does not touch the image border (as
-    ``scipy.ndimage.binary_fill_holes`` defines it); it takes the largest id among the instance
-    pixels next to it (the enclosing instance when there is one).
+    A hole of instance ``i`` is a background region that ``i``'s own mask encloses
+    (``scipy.ndimage.binary_fill_holes(labels == i)``). Background enclosed only jointly by
+    several touching instances is nobody's hole and stays background; pixels of other instances
+    are never overwritten. Each instance is filled on its bounding box (``ndi.find_objects``,
+    grown by one pixel), which gives the same holes as a whole-image fill at a fraction of the
+    cost; where holes are nested (an instance inside another's hole), the inner instance's hole
+    goes to the inner instance (larger boxes are filled first, smaller ones overwrite).
 
     Args:
         labels: ``H x W`` instance map.
 
     Returns:
-        A map in which no background pixel is enclosed by foreground (``labels`` itself when
-        there is nothing to fill).
+        A map with every instance's holes filled (``labels`` itself when there is nothing to fill).
     """
-    background, n = ndi.label(labels == 0)
-    if n == 0:
+    boxes = [(i, box) for i, box in enumerate(ndi.find_objects(labels), 1) if box is not None]
+    if not boxes:
         return labels
-    is_hole = np.ones(n + 1, dtype=bool)
-    is_hole[0] = False
-    is_hole[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = False
-    if not is_hole.any():
-        return labels
-    holes = is_hole[background]
-    rows, cols = np.nonzero(holes)
-    r0, r1 = max(rows.min() - 1, 0), rows.max() + 2
-    c0, c1 = max(cols.min() - 1, 0), cols.max() + 2
-    near = ndi.grey_dilation(labels[r0:r1, c0:c1], size=(3, 3))  # largest id next to each pixel
-    hole_ids = np.flatnonzero(is_hole)
-    fill = np.zeros(n + 1, dtype=labels.dtype)
-    fill[hole_ids] = ndi.maximum(near, background[r0:r1, c0:c1], index=hole_ids)
-    out = labels.copy()
-    out[holes] = fill[background[holes]]
-    return out
+    out = None
+    area = [(b[0].stop - b[0].start) * (b[1].stop - b[1].start) for _, b in boxes]
+    for k in np.argsort(area, kind="stable")[::-1]:
+        i, box = boxes[k]
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        crop = labels[box]
+        hole = ndi.binary_fill_holes(crop == i) & (crop == 0)
+        if hole.any():
+            if out is None:
+                out = labels.copy()
+            out[box][hole] = i
+    return labels if out is None else out
 
 
 def remove_small_instances(labels: np.ndarray, min_size: int) -> np.ndarray:
