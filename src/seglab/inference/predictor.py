@@ -1,7 +1,8 @@
 """``Predictor``: a trained model plus its recorded preprocessing and decoder, ready for images.
 
 A checkpoint (``seglab.engine.checkpoint``) carries everything needed: the model spec and
-weights, ``preprocessing`` (``image_to_tensor`` to [0, 1], then ``(x - mean) / std``), the task,
+weights, ``preprocessing`` (clip to the training data's intensity percentiles and scale to
+[0, 1], :func:`~seglab.data.io.scale_intensity`, then ``(x - mean) / std``), the task,
 the instance method and the decoder. Probabilities are the engine's (:func:`outputs_to_probs`): soft-max of the logits,
 or for methods with extra heads the foreground probability followed by the heads, e.g.
 ``[p_foreground, sigmoid(distance)]`` for ``distance_watershed``. Images of any size run through sliding windows band by band
@@ -23,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.data.io import image_to_tensor
+from seglab.data.io import scale_intensity
 from seglab.errors import DataError, SeglabError, unknown_choice
 from seglab.inference.sliding import BLENDS, iter_prob_bands
 from seglab.inference.source import ArraySource
 from seglab.inference.stitch import decode_blockwise, decode_rows_semantic
-from seglab.inference.tta import dihedral_tta
+from seglab.inference.tta import dihedral_tta, tta_channels
 from seglab.instances import DECODERS, decode
 
 TASKS = ("instance", "semantic")
@@ -119,6 +120,7 @@ class Predictor:
         self.in_channels = int(pre["in_channels"])
         self.mean = torch.tensor(pre["mean"], dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(pre["std"], dtype=torch.float32).view(-1, 1, 1)
+        self.clip = (pre.get("clip_low"), pre.get("clip_high"))  # None: by dtype (format-1 checkpoints)
         self.decoder = meta.get("decoder") or None
         self.tta, self.tile, self.overlap = tta, tile, overlap
         self.batch_size, self.blend, self.block, self.margin = batch_size, blend, block, margin
@@ -162,7 +164,7 @@ class Predictor:
     # -- preprocessing ------------------------------------------------------------------------
     def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
         """``H x W x C`` image rows -> normalised ``C x H x W`` float tensor."""
-        x = image_to_tensor(adapt_channels(rows, self.in_channels, path))
+        x = scale_intensity(adapt_channels(rows, self.in_channels, path), *self.clip)
         return (x - self.mean) / self.std
 
     def _predict_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -173,7 +175,8 @@ class Predictor:
                 out = self.model(x.to(self.device).contiguous(memory_format=torch.channels_last))
             return outputs_to_probs(out, self.method, self.task)
 
-        return (lambda x: dihedral_tta(run, x)) if self.tta else run
+        roles = tta_channels(self.method, self.decoder)  # offsets turn with the image, free embeddings do not
+        return (lambda x: dihedral_tta(run, x, **roles)) if self.tta else run
 
     # -- probabilities ------------------------------------------------------------------------
     def iter_probs(self, source: ArraySource, on_tiles: Callable[[int, int], None] | None = None):
