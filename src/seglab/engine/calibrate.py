@@ -121,6 +121,6 @@ def calibrate_checkpoint(
     record = choose(decoder["name"], dict(decoder.get("kwargs") or {}), stacks, truths)
     decoder.setdefault("kwargs", {})[record["option"]] = record["value"]
     decoder["calibration"] = {**record, "scores": {str(k): v for k, v in record["scores"].items()}}
-    with atomic_path(checkpoint) as tmp:
+    with atomic_path(checkpoint, durable=True) as tmp:
         torch.save(ckpt, tmp)
     return record

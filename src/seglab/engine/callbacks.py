@@ -27,7 +27,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to a temporary file beside the target, then ``os.replace``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        with atomic_path(os.fspath(path)) as tmp:
+        with atomic_path(os.fspath(path), durable=True) as tmp:
             torch.save(checkpoint, tmp)
 
 
