@@ -1,11 +1,12 @@
 """Decoder calibration: candidates, the choice equals scoring every value by hand, ties keep the
-current value, and a training run writes the choice into best.ckpt (unless the user set it)."""
+current value, a best value on the grid's edge is searched past (within the option's range), and a
+training run writes the choice into best.ckpt (unless the user set it)."""
 
 import numpy as np
 import pytest
 
 from seglab.config import resolve_config
-from seglab.engine.calibrate import GRIDS, candidates, choose
+from seglab.engine.calibrate import GRIDS, MAX_STEPS, RANGES, candidates, choose
 from seglab.engine.checkpoint import load_checkpoint
 from seglab.engine.trainer import train
 from seglab.instances import decode
@@ -40,8 +41,9 @@ def test_choice_equals_scoring_every_value_by_hand():
     data = [_faint_interiors(s) for s in range(3)]
     stacks, truths = [d[0] for d in data], [d[1] for d in data]
     record = choose("three_class_watershed", {}, stacks, truths)
+    assert set(candidates("three_class_watershed", {})[1]) <= set(record["scores"])
     by_hand = {}
-    for value in candidates("three_class_watershed", {})[1]:
+    for value in record["scores"]:  # the grid and whatever the search past its edge tried
         preds = [decode("three_class_watershed", s, interior_threshold=value) for s in stacks]
         by_hand[value] = float(np.mean([aji(t, p) for t, p in zip(truths, preds, strict=True)]))
     assert record["scores"] == pytest.approx(by_hand)
@@ -54,6 +56,67 @@ def test_ties_keep_the_current_value():
     stack[0] = 1.0  # all background: every threshold scores the same
     truth = np.zeros((16, 16), np.int32)
     assert choose("three_class_watershed", {"interior_threshold": 0.6}, [stack], [truth])["value"] == 0.6
+
+
+def _peaked(monkeypatch, peak, slope=1.0):
+    """Replace decode by one whose AJI falls linearly with ``|value - peak|`` (a pixel survives
+    while its rank, a fixed shuffle of evenly spaced values in [0, 1), exceeds
+    ``slope * |value - peak|``); returns stacks and truths."""
+    import seglab.instances
+
+    def fake(name, stack, **kwargs):
+        value = kwargs[GRIDS[name][0]]
+        truth, rank = stack
+        return np.where(rank > slope * abs(value - peak), truth, 0).astype(np.int32)
+
+    monkeypatch.setattr(seglab.instances, "decode", fake)
+    truth = np.repeat(np.arange(1, 5), 4096).reshape(128, 128)
+    rank = np.random.default_rng(0).permutation(truth.size).reshape(truth.shape) / truth.size
+    return [np.stack([truth, rank])], [truth]
+
+
+def test_an_optimum_past_the_grid_edge_is_found(monkeypatch):
+    stacks, truths = _peaked(monkeypatch, 0.985)  # the score rises all the way past 0.95
+    record = choose("three_class_watershed", {}, stacks, truths)
+    grid = candidates("three_class_watershed", {})[1]
+    assert record["value"] > max(grid) and abs(record["value"] - 0.985) < 0.005
+    assert record["scores"][record["value"]] > record["scores"][max(grid)]
+    assert all(0.0 < v < 1.0 for v in record["scores"])
+    assert len(record["scores"]) <= len(grid) + MAX_STEPS + 2
+    # the lower edge too, towards 0
+    stacks, truths = _peaked(monkeypatch, 0.08)
+    assert abs(choose("three_class_watershed", {}, stacks, truths)["value"] - 0.08) < 0.01
+
+
+def test_a_bounded_option_never_reaches_its_bound(monkeypatch):
+    stacks, truths = _peaked(monkeypatch, 1.5, slope=0.5)  # best at the bound and beyond
+    for decoder in ("three_class_watershed", "distance_watershed", "embedding_seeds"):
+        record = choose(decoder, {}, stacks, truths)
+        assert RANGES[decoder] == (0.0, 1.0)
+        assert 0.97 < record["value"] < 1.0 and all(0.0 < v < 1.0 for v in record["scores"])
+
+
+def test_an_unbounded_option_steps_geometrically(monkeypatch):
+    stacks, truths = _peaked(monkeypatch, 4.0, slope=0.1)  # bandwidth grid ends at 1.5 x 1.0
+    record = choose("embedding_meanshift", {"bandwidth": 1.0}, stacks, truths)
+    tried = sorted(v for v in record["scores"] if v > 1.5)
+    assert abs(record["value"] - 4.0) < 0.5
+    assert len(tried) <= MAX_STEPS + 2 and tried[-1] > 4.0
+
+
+def test_an_interior_optimum_is_unchanged(monkeypatch):
+    stacks, truths = _peaked(monkeypatch, 0.7)
+    record = choose("three_class_watershed", {}, stacks, truths)
+    assert record["value"] == 0.7
+    assert list(record["scores"]) == candidates("three_class_watershed", {})[1]  # nothing extra tried
+
+
+def test_ties_on_the_edge_keep_the_current_value():
+    stack = np.zeros((3, 16, 16), np.float32)
+    stack[0] = 1.0  # all background: every threshold scores the same
+    truth = np.zeros((16, 16), np.int32)
+    record = choose("three_class_watershed", {"interior_threshold": 0.95}, [stack], [truth])
+    assert record["value"] == 0.95
 
 
 def test_training_writes_the_choice_into_best_ckpt(tiny, tiny_data, tmp_path, capsys):

@@ -4,9 +4,13 @@ A decoder threshold that suits one data set (nucleus size, stain, how far the ne
 misses on another. As StarDist picks its probability and NMS thresholds after training, seglab
 runs the best checkpoint once over the validation images, decodes the cached probabilities with
 each value of a small grid and keeps the value of highest mean AJI (the validation monitor);
-ties keep the value the run started with. The choice is written into ``best.ckpt``'s decoder
-options, so ``seglab predict`` uses it, and the per-value scores go with it under
-``decoder["calibration"]``.
+ties keep the value the run started with. A grid only brackets the optimum when the best value is
+inside it: when it wins at an edge, the search walks on past that edge (:func:`extend`) while the
+score keeps rising, with growing steps that halve the distance to a bounded option's limit
+(0.95 -> 0.975 -> 0.9875 for a probability) and grow geometrically for an unbounded one, then
+tries the midpoints between the best value and its neighbours once. The choice is written into
+``best.ckpt``'s decoder options, so ``seglab predict`` uses it, and the per-value scores go with it
+under ``decoder["calibration"]``.
 
 One option per decoder (:data:`GRIDS`); an option the user set in ``decoder_kwargs`` is left as
 set. Mask R-CNN and the semantic task are not calibrated.
@@ -14,7 +18,7 @@ set. Mask R-CNN and the semantic task are not calibrated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,16 @@ GRIDS: dict[str, tuple[str, tuple[float, ...], bool]] = {
     "embedding_meanshift": ("bandwidth", (0.75, 1.0, 1.25, 1.5), True),
     "embedding_seeds": ("similarity_threshold", (0.3, 0.4, 0.5, 0.6, 0.7), False),
 }
+# decoder -> the option's valid open interval (lower, upper); None = unbounded
+RANGES: dict[str, tuple[float, float | None]] = {
+    "three_class_watershed": (0.0, 1.0),  # a probability
+    "distance_watershed": (0.0, 1.0),  # h on a distance normalised to [0, 1]
+    "embedding_meanshift": (0.0, None),
+    "embedding_seeds": (0.0, 1.0),  # the pair similarity lies in (0, 1]
+}
 MAX_IMAGES = 16  # validation images whose probabilities are cached (bounds time and memory)
+MAX_STEPS = 6  # values tried past a grid edge (each decodes the cached images once)
+MIN_GAP = 1e-3  # a bounded option stops this close to its limit
 
 
 def _signature_default(decoder: str, option: str) -> Any:
@@ -64,23 +77,75 @@ def candidates(decoder: str, kwargs: dict[str, Any]) -> tuple[str, list[float]] 
     return option, [current] + [v for v in values if not np.isclose(v, current)]
 
 
+def _beyond(edge: float, step: float, bounds: tuple[float, float | None], up: bool) -> float | None:
+    """The next value past ``edge``: ``step`` further, at most half way to the bound; None at it."""
+    lower, upper = bounds
+    gap = (upper - edge if upper is not None else np.inf) if up else edge - lower
+    step = min(step, gap / 2)
+    if step <= 0 or gap < MIN_GAP:
+        return None
+    return round(edge + step if up else edge - step, 6)
+
+
+def extend(score: Callable[[float], float], values: Sequence[float], bounds: tuple[float, float | None],
+           current: float) -> None:
+    """Search past the grid's edge when the best value sits on it; ``score`` caches what it scores.
+
+    From the winning edge, step outwards (the grid's last spacing, doubling each time, never more
+    than half the way to a bound) while the score strictly improves, at most :data:`MAX_STEPS`
+    times; then score the midpoints between the best value and its two neighbours once (the
+    optimum lies between them). A grid whose best value is inside it is left alone: its spacing
+    already brackets the optimum. Ties never move the choice (``current`` wins them, see
+    :func:`choose`), so a value tried here only wins by scoring strictly higher.
+    """
+    ordered = sorted(values)
+    best = max(values, key=lambda v: (score(v), v == current))
+    if len(ordered) < 2 or best not in (ordered[0], ordered[-1]):
+        return
+    up = best == ordered[-1]
+    edge, step = best, abs(ordered[-1] - ordered[-2]) if up else abs(ordered[1] - ordered[0])
+    tried = set(ordered)
+    for _ in range(MAX_STEPS):
+        nxt = _beyond(edge, step, bounds, up)
+        if nxt is None:
+            break
+        tried.add(nxt)
+        if score(nxt) <= score(edge):
+            break
+        edge, step = nxt, 2 * step
+    near = sorted(tried)
+    i = near.index(edge)
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(near):
+            score(round((edge + near[j]) / 2, 6))
+
+
 def choose(decoder: str, kwargs: dict[str, Any], stacks: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Score every candidate on the cached decoder inputs; the best value and all scores.
+    """Score every candidate on the cached decoder inputs, search past a winning edge (:func:`extend`);
+    the best value and all scores.
 
     Returns:
-        ``{"option": name, "value": best, "scores": {value: mean AJI}, "images": n}``.
+        ``{"option": name, "value": best, "scores": {value: mean AJI}, "images": n}``, the scores in
+        the order tried (the current value first).
     """
     from seglab.instances import decode
     from seglab.metrics import InstanceMetrics
 
     option, values = candidates(decoder, kwargs)  # type: ignore[misc]
-    scores = {}
+    scores: dict[float, float] = {}
+
+    def score(value: float) -> float:
+        if value not in scores:
+            metrics = InstanceMetrics()
+            for stack, truth in zip(stacks, truths, strict=True):
+                metrics.update(truth, decode(decoder, stack, **{**kwargs, option: value}))
+            scores[value] = float(metrics.compute()["mean"]["aji"])
+        return scores[value]
+
     for value in values:
-        metrics = InstanceMetrics()
-        for stack, truth in zip(stacks, truths, strict=True):
-            metrics.update(truth, decode(decoder, stack, **{**kwargs, option: value}))
-        scores[value] = float(metrics.compute()["mean"]["aji"])
-    best = max(values, key=lambda v: (scores[v], v == values[0]))  # ties keep the current value
+        score(value)
+    extend(score, values, RANGES[decoder], values[0])
+    best = max(scores, key=lambda v: (scores[v], v == values[0]))  # ties keep the current value
     return {"option": option, "value": best, "scores": scores, "images": len(stacks)}
 
 
