@@ -15,6 +15,7 @@ from seglab.inference.writers import (
     coco_rles,
     display_rgb,
     to_coco,
+    to_geojson,
     write_outputs,
     write_summary,
 )
@@ -134,3 +135,60 @@ def test_atomic_outputs_and_summary(outputs):
 def test_empty_map_writes_empty_collection(tmp_path):
     paths = write_outputs(tmp_path, "e", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.int32), coco=True)
     assert json.loads(paths["geojson"].read_text()) == {"type": "FeatureCollection", "features": []}
+
+
+def polygon_area(geometry):
+    """Shoelace area of a GeoJSON Polygon / MultiPolygon: exteriors minus holes (signed rings)."""
+    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+    return sum(shoelace(ring) for polygon in polygons for ring in polygon)
+
+
+def ring_and_pieces_map():
+    """1: an annulus (one hole); 2: two separate squares; 3: a square with two holes and a dot
+    of its own inside one of them (a third piece)."""
+    labels = np.zeros((50, 70), np.int32)
+    yy, xx = np.mgrid[:50, :70]
+    r2 = (yy - 14) ** 2 + (xx - 14) ** 2
+    labels[(r2 <= 100) & (r2 > 16)] = 1
+    labels[5:12, 35:45] = 2
+    labels[20:26, 50:60] = 2
+    labels[30:48, 5:40] = 3
+    labels[33:40, 8:20] = 0
+    labels[36, 12] = 3  # an island in the first hole
+    labels[40:45, 25:35] = 0
+    return labels
+
+
+def test_geojson_holes_and_pieces_match_the_pixels(tmp_path):
+    labels = ring_and_pieces_map()
+    paths = write_outputs(tmp_path, "r", np.zeros((50, 70), np.uint8), labels)
+    feats = {f["properties"]["id"]: f for f in json.loads(paths["geojson"].read_text())["features"]}
+    annulus, pair, holed = feats[1]["geometry"], feats[2]["geometry"], feats[3]["geometry"]
+    assert annulus["type"] == "Polygon" and len(annulus["coordinates"]) == 2  # exterior + the hole
+    assert pair["type"] == "MultiPolygon" and [len(p) for p in pair["coordinates"]] == [1, 1]
+    assert holed["type"] == "MultiPolygon" and [len(p) for p in holed["coordinates"]] == [3, 1]  # largest first
+    for geometry in (annulus, pair, holed):
+        polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+        for exterior, *holes in polygons:
+            assert shoelace(exterior) > 0 and all(shoelace(h) < 0 for h in holes)  # RFC 7946 winding
+            assert all(ring[0] == ring[-1] and len(ring) >= 4 for ring in (exterior, *holes))
+    hole = np.asarray(annulus["coordinates"][1])
+    assert np.allclose(hole.min(0), [10, 10], atol=1) and np.allclose(hole.max(0), [19, 19], atol=1)
+    for lab, feat in feats.items():
+        area = int((labels == lab).sum())
+        assert feat["properties"]["area"] == area  # every piece, holes excluded
+        rings = feat["geometry"]["coordinates"]
+        perimeter = sum(np.abs(np.diff(np.asarray(r), axis=0)).sum()
+                        for poly in ([rings] if feat["geometry"]["type"] == "Polygon" else rings) for r in poly)
+        # marching squares cuts each corner by 1/8 pixel: within a quarter of the perimeter
+        assert abs(polygon_area(feat["geometry"]) - area) <= 0.25 * perimeter, lab
+
+
+def test_geojson_class_names_from_the_model():
+    labels = shapes_map()
+    feats = to_geojson(labels, classes={1: "Tumor", 3: "Stroma"})["features"]
+    names = {f["properties"]["id"]: f["properties"]["classification"] for f in feats}
+    assert names[1]["name"] == "Tumor" and names[3]["name"] == "Stroma" and names[2]["name"] == "Nucleus"
+    assert names[2]["color"] == [255, 200, 0] and names[1]["color"] != names[2]["color"]
+    assert to_geojson(labels, classes={1: "Tumor"})["features"][0]["properties"]["classification"] == names[1]
+    assert all(len(c["color"]) == 3 and all(0 <= v <= 255 for v in c["color"]) for c in names.values())

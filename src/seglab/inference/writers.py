@@ -5,14 +5,18 @@ Per image ``<stem>``:
 * ``<stem>_instances.tif``: instance ids, uint16 (uint32 past 65,535), zlib (napari, Fiji);
 * ``<stem>_classes.png``: class indices (semantic task);
 * ``<stem>_overlay.png``: label contours drawn on the image;
-* ``<stem>.geojson``: a FeatureCollection (RFC 7946), one Polygon per instance, coordinates
-  ``[x, y]`` in pixels with pixel ``(row, col)`` covering ``[col, col + 1) x [row, row + 1)``
-  (QuPath's convention), exterior ring closed and counter-clockwise in the ``(x, y)`` plane,
-  properties ``id``, ``area`` (pixels), ``centroid`` ``[x, y]``, QuPath's ``objectType`` and
-  ``classification``; imports into QuPath with File > Import objects. Rings trace the pixel
-  edges through marching squares (``skimage.measure.find_contours`` at level 0.5), so corners
-  are cut: polygon area = pixel area minus about a quarter pixel per corner. An instance in
-  several pieces (possible after stitching) is written as its largest piece;
+* ``<stem>.geojson``: a FeatureCollection (RFC 7946), one Feature per instance: a ``Polygon``, or
+  a ``MultiPolygon`` when the instance is in several 4-connected pieces (possible after
+  stitching), largest piece first, as QuPath writes them. Each polygon is its exterior ring then
+  one interior ring per hole; rings are closed, exteriors counter-clockwise and holes clockwise
+  in the ``(x, y)`` plane. Coordinates are ``[x, y]`` level-0 pixels with pixel ``(row, col)``
+  covering ``[col, col + 1) x [row, row + 1)`` (QuPath's convention). Properties: ``id``,
+  ``area`` (pixels of the instance: every piece, holes excluded, as the geometry), ``centroid``
+  ``[x, y]``, QuPath's ``objectType`` and ``classification`` ``{name, color}`` (the instance's
+  class where the model gives one, else ``Nucleus``); imports into QuPath with File > Import
+  objects. Rings trace the pixel edges through marching squares
+  (``skimage.measure.find_contours`` at level 0.5), so corners are cut: the polygon area
+  (exteriors minus holes) differs from the pixel area by about an eighth of a pixel per corner;
 * ``<stem>_coco.json`` (optional): COCO instance annotations with compressed RLE masks.
 
 ``summary.csv`` lists per image: stem, instances, mean area, seconds.
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import io
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,8 @@ from seglab.fileio import write_json_atomic, write_text_atomic
 
 SUMMARY_FIELDS = ("stem", "instances", "mean_area", "seconds")
 NUCLEUS_COLOR = [255, 200, 0]
+CLASS_PALETTE = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
+                 (247, 129, 191), (0, 170, 170))  # other classes (ColorBrewer Set1, then teal)
 
 
 def output_paths(out_dir: str | Path, stem: str, *, task: str = "instance", coco: bool = False) -> dict[str, Path]:
@@ -72,15 +80,36 @@ def overlay(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] =
     return out
 
 
-def _ring(mask: np.ndarray, r0: int, c0: int) -> list[list[float]]:
-    """Outer ring of a binary crop as closed ``[x, y]`` points (pixel-corner convention)."""
+def _polygons(mask: np.ndarray, r0: int, c0: int) -> list[list[list[list[float]]]]:
+    """GeoJSON polygons of a binary crop: one per 4-connected piece, largest first, each its
+    exterior ring (counter-clockwise) then its holes (clockwise), closed ``[x, y]`` points.
+
+    Marching squares (``fully_connected="low"``) joins foreground pixels through edges only, as
+    ``ndi.label``'s default does, so each piece's contours are its exterior plus one per hole.
+    """
     from skimage.measure import find_contours
 
-    contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
-    areas = [_signed_area(c[:, 1], c[:, 0]) for c in contours]
-    best = contours[int(np.argmax(np.abs(areas)))]
-    xy = np.stack([best[:, 1] + c0 - 0.5, best[:, 0] + r0 - 0.5], axis=1)  # -1 pad, +0.5 centre
-    if _signed_area(xy[:, 0], xy[:, 1]) < 0:
+    pieces, n = ndi.label(mask)
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
+    slices = ndi.find_objects(pieces)
+    polygons = []
+    for i in np.argsort(-sizes, kind="stable") + 1:
+        rows, cols = slices[i - 1]
+        contours = find_contours(np.pad(pieces[rows, cols] == i, 1).astype(np.float32), 0.5)
+        # -1 for the pad, -0.5 from pixel centres to the pixel-corner convention
+        rings = [np.stack([c[:, 1] + c0 + cols.start - 0.5, c[:, 0] + r0 + rows.start - 0.5], axis=1) for c in contours]
+        rings.sort(key=lambda r: -abs(_ring_area(r)))  # the exterior encloses the most
+        polygons.append([_oriented(rings[0], ccw=True)] + [_oriented(r, ccw=False) for r in rings[1:]])
+    return polygons
+
+
+def _ring_area(xy: np.ndarray) -> float:
+    return _signed_area(xy[:, 0], xy[:, 1])
+
+
+def _oriented(xy: np.ndarray, *, ccw: bool) -> list[list[float]]:
+    """A closed ring turning the asked way in the ``(x, y)`` plane, rounded to 1/1000 pixel."""
+    if (_ring_area(xy) > 0) != ccw:
         xy = xy[::-1]
     if not np.array_equal(xy[0], xy[-1]):
         xy = np.vstack([xy, xy[:1]])
@@ -92,10 +121,29 @@ def _signed_area(x: np.ndarray, y: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
+def class_color(name: str, colors: Mapping[str, Sequence[int]] | None = None) -> list[int]:
+    """A class's RGB colour: ``colors[name]`` if given, QuPath's yellow for ``Nucleus``, else a
+    colour fixed by the name (the same in every file)."""
+    if colors and name in colors:
+        return [int(c) for c in colors[name]]
+    if name == "Nucleus":
+        return list(NUCLEUS_COLOR)
+    return list(CLASS_PALETTE[zlib.crc32(name.encode()) % len(CLASS_PALETTE)])
+
+
 def instance_features(
     labels: np.ndarray, *, object_type: str = "detection", class_name: str = "Nucleus",
+    classes: Mapping[int, str] | None = None, colors: Mapping[str, Sequence[int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One GeoJSON Polygon Feature per instance (see module docstring for the conventions)."""
+    """One GeoJSON Feature per instance (see module docstring for the conventions).
+
+    Args:
+        labels: ``H x W`` instance map (level-0 pixels).
+        object_type: QuPath's ``objectType`` (``detection`` or ``annotation``).
+        class_name: the class of instances that ``classes`` does not name.
+        classes: instance id -> class name, when the model gives each instance a class.
+        colors: class name -> RGB for the ``classification`` (default: :func:`class_color`).
+    """
     labels = np.asarray(labels)
     ids = np.flatnonzero(np.bincount(labels.ravel()))
     ids = ids[ids > 0]
@@ -107,16 +155,21 @@ def instance_features(
     features = []
     for i, lab in enumerate(ids.tolist()):
         sl = slices[lab - 1]
-        ring = _ring(labels[sl] == lab, sl[0].start, sl[1].start)
+        polygons = _polygons(labels[sl] == lab, sl[0].start, sl[1].start)
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
+        name = str((classes or {}).get(lab, class_name))
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "geometry": geometry,
             "properties": {
                 "id": lab,
                 "area": int(area[i]),
                 "centroid": [round(float(cx[i]) + 0.5, 3), round(float(cy[i]) + 0.5, 3)],
                 "objectType": object_type,
-                "classification": {"name": class_name, "color": NUCLEUS_COLOR},
+                "classification": {"name": name, "color": class_color(name, colors)},
                 "isLocked": False,
             },
         })
@@ -184,15 +237,19 @@ def to_coco(labels: np.ndarray, *, file_name: str, image_id: int = 1, category: 
 
 def write_outputs(
     out_dir: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, *, task: str = "instance",
-    coco: bool = False, file_name: str | None = None,
+    coco: bool = False, file_name: str | None = None, classes: Mapping[int, str] | None = None,
 ) -> dict[str, Path]:
-    """Write every output of one image (atomically) and return their paths."""
+    """Write every output of one image (atomically) and return their paths.
+
+    ``classes`` (instance id -> class name) names the instances' classes where the model gives
+    them (GeoJSON ``classification``); otherwise every instance is a ``Nucleus``.
+    """
     paths = output_paths(out_dir, stem, task=task, coco=coco)
     if task == "semantic":
         write_label(paths["classes"], labels)
     else:
         write_label(paths["instances"], labels)
-        write_json_atomic(paths["geojson"], to_geojson(labels), indent=None)
+        write_json_atomic(paths["geojson"], to_geojson(labels, classes=classes), indent=None)
         if coco:
             write_json_atomic(paths["coco"], to_coco(labels, file_name=file_name or stem), indent=None)
     write_image(paths["overlay"], overlay(image, labels))
