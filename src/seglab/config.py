@@ -46,6 +46,8 @@ class TrainConfig(BaseModel):
     patch: int = 256  # training patch size (images smaller than this are padded)
     patches_per_image: int = 4  # random patches drawn per image and epoch
     augment: Literal["none", "default", "strong"] = "default"
+    modality: Literal["brightfield", "fluorescence"] = "brightfield"  # photometric augmentation; auto from the data
+    normalize: Literal["percentile", "dtype"] = "percentile"  # percentile: clip p0.5-p99.5 per channel, z-score
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
@@ -131,10 +133,12 @@ def resolve_config(
         raise _format_validation_error(exc, source) from None
 
 
-def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
-    """Write the resolved config as YAML, atomically."""
+def save_config(config: TrainConfig, path: str | os.PathLike[str], *, notes: list[str] | None = None) -> None:
+    """Write the resolved config as YAML, atomically; ``notes`` go first as ``#`` comments
+    (the automatic recipe's reasons)."""
     import yaml
 
     from seglab.fileio import write_text_atomic
 
-    write_text_atomic(path, yaml.safe_dump(config.model_dump(), sort_keys=False))
+    header = "".join(f"# {line}\n" for line in ["chosen automatically from the data and the budget:", *notes]) if notes else ""
+    write_text_atomic(path, header + yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -28,6 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("dir", type=Path, metavar="DIR", help="data folder with images/ and labels/")
     check.add_argument("--task", choices=("instance", "semantic"), default="instance", help="how labels are read")
     check.set_defaults(run=run)
+    fp = sub.add_parser(
+        "fingerprint",
+        help="image sizes, intensities, object sizes and classes of a data folder (what train plans from)",
+        description="One pass over DIR/images and DIR/labels; cached in DIR/.seglab/. Prints the "
+        "summary, or the whole fingerprint as JSON with --json.",
+    )
+    fp.add_argument("dir", type=Path, metavar="DIR", help="data folder with images/ and labels/")
+    fp.add_argument("--task", choices=("instance", "semantic"), default="instance", help="how labels are read")
+    fp.add_argument("--json", action="store_true", help="print the whole fingerprint as JSON")
+    fp.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
 
         stems = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, style=args.style)
         print(f"wrote {len(stems)} {args.style} tiles of {args.size} x {args.size} to {args.out} (images/, labels/)")
+        return 0
+    if args.data_command == "fingerprint":
+        import json
+
+        from seglab.data.fingerprint import fingerprint_folder
+
+        result = fingerprint_folder(args.dir, task=args.task)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(result.summary()))
         return 0
     from seglab.data.check import check_dataset, format_report
 

@@ -21,9 +21,9 @@ from seglab.data.io import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIXES,
     find_file,
-    image_to_tensor,
     read_image,
     read_label,
+    scale_intensity,
 )
 from seglab.data.targets import IGNORE_INDEX, distance_targets, foreground, three_class_targets
 from seglab.errors import DataError, SeglabError, unknown_choice
@@ -70,6 +70,30 @@ def find_samples(root: Path, *, require_labels: bool = True) -> list[Sample]:
             raise DataError(root / "labels" / f"{image.stem}.tif", f"missing label for image {image}")
         samples.append(Sample(image.stem, image, label))
     return samples
+
+
+def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Read a sample whole: image ``H x W x C`` (stored dtype) and int64 label ``H x W``.
+
+    Raises:
+        DataError: unreadable file, invalid label map, or a label whose size differs from the
+            image's (the message names the label file).
+    """
+    image = read_image(sample.image)
+    if sample.label is None:
+        raise DataError(sample.image, "image has no label")
+    if sample.label.suffix.lower() == ".xml":
+        from seglab.data.monuseg import read_monuseg_xml
+
+        label = read_monuseg_xml(sample.label, image.shape[:2])
+    else:
+        label = read_label(sample.label)
+    if tuple(label.shape) != tuple(image.shape[:2]):
+        raise DataError(
+            sample.label,
+            f"label shape {tuple(label.shape)} differs from image {sample.image} shape {tuple(image.shape[:2])}",
+        )
+    return image, label.astype(np.int64, copy=False)
 
 
 def _find_label(root: Path, stem: str) -> Path | None:
@@ -145,6 +169,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             the class targets with 255 = ignore in the padded area).
         patches_per_image: patches drawn per image and epoch; ``len = len(samples) * this``.
         transform: joint ``(image, label) -> (image, label)``, e.g. ``build_transforms(...)``.
+        intensity: per-channel ``(low, high)`` in stored units: images are clipped to it and
+            scaled to [0, 1] (:func:`seglab.data.io.scale_intensity`); ``None`` divides by the
+            dtype's maximum.
         seed: mixed with one draw from torch's global generator per item to place the patch,
             so runs repeat under ``torch.manual_seed`` and DataLoader workers (which torch
             seeds differently) draw different patches.
@@ -165,6 +192,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         patch_size: int | None = 256,
         patches_per_image: int = 1,
         transform: Callable | None = None,
+        intensity: tuple[list[float], list[float]] | None = None,
         seed: int = 0,
     ) -> None:
         if task not in TASKS:
@@ -183,6 +211,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.task, self.targets = task, tuple(targets)
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.transform, self.seed = transform, seed
+        self.intensity = intensity
         self._cache: dict[str, tuple[Path, Any]] = {}  # last image/label read by this process
 
     def __getstate__(self) -> dict[str, Any]:
@@ -248,7 +277,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             pad_value = _PAD if self.task == "instance" else IGNORE_INDEX
             image = _pad(image, self.patch_size, "reflect")
             label = _pad(label, self.patch_size, "constant", pad_value)
-        image_t, label_t = image_to_tensor(image), torch.from_numpy(label)
+        low, high = self.intensity or (None, None)
+        image_t, label_t = scale_intensity(image, low, high), torch.from_numpy(label)
         if self.transform is not None:
             image_t, label_t = self.transform(image_t, label_t)
         item = self._targets(label_t.numpy())

@@ -8,7 +8,9 @@ makes a run repeatable (and DataLoader workers get distinct seeds).
 
 Presets:
     ``"none"``: identity.
-    ``"default"``: flips, 90-degree rotations, mild colour jitter and (3 channels) H&E stain jitter.
+    ``"default"``: flips, 90-degree rotations and photometric jitter by modality: for RGB
+    brightfield, mild colour jitter and H&E stain jitter; for fluorescence and any image that is
+    not RGB, per-channel intensity jitter (gain, offset, gamma).
     ``"strong"``: ``"default"`` with stronger jitter plus random affine and elastic deformation.
 
 Stain jitter perturbs the hematoxylin / eosin / DAB concentrations of the colour deconvolution of
@@ -29,6 +31,7 @@ from torchvision.transforms import v2
 from seglab.errors import unknown_choice
 
 PRESETS = ("none", "default", "strong")
+MODALITIES = ("brightfield", "fluorescence")
 _LOG_ADJUST = float(torch.log(torch.tensor(1e-6)))
 
 
@@ -94,6 +97,32 @@ class RandomStainJitter(v2.Transform):
         return tv_tensors.wrap(hed_to_rgb(stains).to(inpt.dtype), like=inpt)
 
 
+class RandomIntensityJitter(v2.Transform):
+    """Per-channel ``x' = clip(gain * x ** gamma + offset, 0, 1)`` for images in [0, 1].
+
+    The photometric augmentation for fluorescence (exposure, detector gain and background vary
+    between images) and for any channel count; ``gamma = exp(u)`` with ``u`` uniform in
+    ``[-log_gamma, log_gamma]``, ``gain`` in ``[1 - gain, 1 + gain]``, ``offset`` in
+    ``[-offset, offset]``.
+    """
+
+    _transformed_types = (tv_tensors.Image,)
+
+    def __init__(self, gain: float = 0.2, offset: float = 0.05, log_gamma: float = 0.3) -> None:
+        super().__init__()
+        self.gain, self.offset, self.log_gamma = gain, offset, log_gamma
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        c = next(x.shape[-3] for x in flat_inputs if isinstance(x, tv_tensors.Image))
+        u = lambda: torch.rand(c, 1, 1) * 2 - 1  # noqa: E731
+        return {"gain": 1 + u() * self.gain, "offset": u() * self.offset, "gamma": torch.exp(u() * self.log_gamma)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        x = inpt.as_subclass(torch.Tensor).float().clamp(0, 1)
+        out = (x.pow(params["gamma"]) * params["gain"] + params["offset"]).clamp(0, 1)
+        return tv_tensors.wrap(out.to(inpt.dtype), like=inpt)
+
+
 class JointTransform:
     """Callable ``(image C x H x W float, label H x W int64) -> (image, label)`` around a v2 pipeline."""
 
@@ -110,7 +139,10 @@ class JointTransform:
         return f"JointTransform({self.pipeline!r})"
 
 
-def _photometric(channels: int, strength: float) -> list[v2.Transform]:
+def _photometric(channels: int, strength: float, modality: str) -> list[v2.Transform]:
+    if modality == "fluorescence" or channels != 3:
+        jitter = RandomIntensityJitter(0.2 * strength, 0.05 * strength, 0.3 * strength)
+        return [v2.RandomApply([jitter], p=0.8)]
     colour = v2.ColorJitter(
         brightness=0.1 * strength,
         contrast=0.1 * strength,
@@ -123,12 +155,14 @@ def _photometric(channels: int, strength: float) -> list[v2.Transform]:
     return steps
 
 
-def build_transforms(preset: str = "default", *, channels: int = 3) -> Callable:
+def build_transforms(preset: str = "default", *, channels: int = 3, modality: str = "brightfield") -> Callable:
     """Build a joint augmentation.
 
     Args:
         preset: ``"none"``, ``"default"`` or ``"strong"`` (see module docstring).
         channels: image channels; colour saturation/hue and stain jitter need 3.
+        modality: ``"brightfield"`` (RGB: colour and stain jitter) or ``"fluorescence"``
+            (per-channel gain, offset and gamma); images that are not RGB always get the latter.
 
     Returns:
         ``transform(image, label) -> (image, label)`` with image ``C x H x W`` float in [0, 1]
@@ -136,6 +170,8 @@ def build_transforms(preset: str = "default", *, channels: int = 3) -> Callable:
     """
     if preset not in PRESETS:
         raise unknown_choice("augmentation preset", preset, PRESETS)
+    if modality not in MODALITIES:
+        raise unknown_choice("modality", modality, MODALITIES)
     if preset == "none":
         return JointTransform(None)
     steps: list[v2.Transform] = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
@@ -143,5 +179,5 @@ def build_transforms(preset: str = "default", *, channels: int = 3) -> Callable:
         affine = v2.RandomAffine(degrees=20, translate=(0.05, 0.05), scale=(0.85, 1.15), shear=8)
         steps += [v2.RandomApply([affine], p=0.5)]
         steps += [v2.RandomApply([v2.ElasticTransform(alpha=25.0, sigma=5.0)], p=0.3)]
-    steps += _photometric(channels, 2.0 if preset == "strong" else 1.0)
+    steps += _photometric(channels, 2.0 if preset == "strong" else 1.0, modality)
     return JointTransform(v2.Compose(steps))

@@ -1,7 +1,8 @@
 """The LightningDataModule: folder data set -> train/val split -> patch loaders.
 
 Images are read lazily by :class:`seglab.data.SegmentationDataset`; this module only decides which
-files go where, measures the channel statistics used for normalisation, and builds loaders.
+files go where and builds loaders; normalisation and the class count come from the data set's
+fingerprint (:mod:`seglab.data.fingerprint`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from seglab.data.dataset import Sample, SegmentationDataset, find_samples
-from seglab.data.io import image_to_tensor, read_image, read_label
 from seglab.data.transforms import build_transforms
 from seglab.engine.recipes import Recipe
 
@@ -36,36 +35,6 @@ def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     return order[n_val:], order[:n_val]
 
 
-def channel_stats(samples: list[Sample], limit: int = 16) -> tuple[int, list[float], list[float]]:
-    """Channel count, mean and std of up to ``limit`` images (scaled to [0, 1])."""
-    sums, squares, count, channels = None, None, 0, None
-    for sample in samples[:limit]:
-        x = image_to_tensor(read_image(sample.image)).double()
-        if channels is None:
-            channels = x.shape[0]
-            sums, squares = np.zeros(channels), np.zeros(channels)
-        if x.shape[0] != channels:
-            from seglab.errors import DataError
-
-            raise DataError(sample.image, f"has {x.shape[0]} channels, other images have {channels}")
-        sums += x.sum((1, 2)).numpy()
-        squares += (x * x).sum((1, 2)).numpy()
-        count += x.shape[1] * x.shape[2]
-    mean = sums / count
-    std = np.sqrt(np.maximum(squares / count - mean * mean, 1e-6))
-    return int(channels), [float(m) for m in mean], [float(s) for s in np.maximum(std, 1e-3)]
-
-
-def infer_num_classes(samples: list[Sample]) -> int:
-    """Number of classes of a semantic data set: largest label value (ignoring 255) + 1."""
-    top = 0
-    for sample in samples:
-        label = read_label(sample.label)
-        values = label[label != 255]
-        top = max(top, int(values.max(initial=0)))
-    return max(2, top + 1)
-
-
 class SegmentationDataModule(L.LightningDataModule):
     """Train on random patches, validate on whole images (batch size 1: sizes may differ)."""
 
@@ -82,12 +51,15 @@ class SegmentationDataModule(L.LightningDataModule):
         channels: int,
         workers: int,
         seed: int,
+        intensity: tuple[list[float], list[float]] | None = None,
+        modality: str = "brightfield",
     ) -> None:
         super().__init__()
         self.train_samples, self.val_samples = train, val
         self.recipe = recipe
         self.patch, self.patches_per_image, self.batch_size = patch, patches_per_image, batch_size
         self.augment, self.channels, self.workers, self.seed = augment, channels, workers, seed
+        self.intensity, self.modality = intensity, modality
 
     def _dataset(self, samples: list[Sample], *, train: bool) -> SegmentationDataset:
         return SegmentationDataset(
@@ -96,7 +68,8 @@ class SegmentationDataModule(L.LightningDataModule):
             targets=self.recipe.targets,
             patch_size=self.patch if train else None,
             patches_per_image=self.patches_per_image if train else 1,
-            transform=build_transforms(self.augment if train else "none", channels=self.channels),
+            transform=build_transforms(self.augment if train else "none", channels=self.channels, modality=self.modality),
+            intensity=self.intensity,
             seed=self.seed,
         )
 

@@ -18,13 +18,7 @@ import torch
 from seglab.config import TrainConfig, save_config
 from seglab.engine.callbacks import AtomicCheckpointIO, Budget, Throughput
 from seglab.engine.checkpoint import make_meta
-from seglab.engine.datamodule import (
-    SegmentationDataModule,
-    channel_stats,
-    infer_num_classes,
-    load_samples,
-    split_samples,
-)
+from seglab.engine.datamodule import SegmentationDataModule, load_samples, split_samples
 from seglab.engine.module import SegmentationModule
 from seglab.engine.recipes import EMBEDDING_METHODS, Recipe, make_recipe
 from seglab.errors import ConfigError
@@ -105,25 +99,101 @@ def _loggers(run_dir: Path) -> list[Any]:
     return loggers
 
 
-def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataModule, Recipe]:
-    """Resolve data, recipe, model and loss into a module and a data module."""
-    from seglab.losses import create_loss
+@dataclass
+class RunPlan:
+    """What a run is planned from: the resolved config, the data split and its fingerprint."""
+
+    config: TrainConfig
+    train_samples: list[Any]
+    val_samples: list[Any]
+    fingerprint: Any  # seglab.data.fingerprint.Fingerprint of the training data
+    recipe: Recipe
+    reasons: list[str]
+    warnings: list[str]
+
+
+def _device(config: TrainConfig) -> torch.device:
+    return torch.device("cuda" if _on_gpu(config) else "cpu")
+
+
+def _check_val(fp: Any, val_fp: Any, config: TrainConfig) -> None:
+    from seglab.errors import DataError
+
+    if val_fp.channels != fp.channels:
+        raise DataError(config.val, f"images have {val_fp.channels} channels, the training images {fp.channels}")
+
+
+def _num_classes(config: TrainConfig, fps: dict[str, Any]) -> int | None:
+    """Semantic task: the pinned class count (checked against every label) or the largest index + 1."""
+    if config.task != "semantic":
+        return config.num_classes
+    from seglab.errors import DataError
+
+    folder, top = max(((f, fp.max_class) for f, fp in fps.items()), key=lambda kv: kv[1])
+    if config.num_classes is None:
+        return max(2, top + 1)
+    if top >= config.num_classes:
+        raise DataError(folder, f"labels hold class index {top}, but num_classes is {config.num_classes}")
+    return config.num_classes
+
+
+def plan_run(config: TrainConfig) -> RunPlan:
+    """Read the data once (fingerprint, cached), check it, and fill the automatic recipe."""
+    from seglab.data.fingerprint import fingerprint
+    from seglab.engine.autoconfig import budget_warning, plan_config
+    from seglab.models import DETECTION_MODELS
 
     samples = load_samples(config.data)
     if config.val is not None:
         train_samples, val_samples = samples, load_samples(config.val)
     else:
         train_samples, val_samples = split_samples(samples, config.val_fraction, config.seed)
-    channels, mean, std = channel_stats(train_samples)
-    num_classes = config.num_classes
-    if config.task == "semantic" and num_classes is None:
-        num_classes = infer_num_classes([*train_samples, *val_samples])
-    from seglab.models import DETECTION_MODELS
-
+    fp = fingerprint(samples, task=config.task, root=config.data)
+    fps = {config.data: fp}
+    if config.val is not None:
+        fps[config.val] = fingerprint(val_samples, task=config.task, root=config.val)
+        _check_val(fp, fps[config.val], config)
+    num_classes = _num_classes(config, fps)
     method = "maskrcnn" if config.model in DETECTION_MODELS else config.method
     if method == "maskrcnn" and config.task != "instance":
         raise ConfigError(f"model {config.model!r} is for the instance task")
     recipe = make_recipe(config.task, method, num_classes, embedding_dim=config.embedding_dim)
+    plan = plan_config(config, fp, classes=recipe.num_classes, aux=dict(recipe.aux_heads), device=_device(config))
+    config = plan.config
+    sized_automatically = any(r.startswith("model_kwargs") for r in plan.reasons)
+    if method != "maskrcnn" and not sized_automatically:
+        factory = lambda: build_model(config, recipe, fp.channels, [0.0] * fp.channels, [1.0] * fp.channels)[0]  # noqa: E731
+        warning = budget_warning(config, factory, fp.channels, recipe.num_classes, _device(config))
+        if warning:
+            plan.warnings.append(warning)
+    return RunPlan(config, train_samples, val_samples, fp, recipe, plan.reasons, plan.warnings)
+
+
+def _preprocessing(config: TrainConfig, fp: Any) -> dict[str, Any]:
+    """The checkpoint's preprocessing block: clip range, mean and std per channel."""
+    if config.normalize == "percentile":
+        return {"in_channels": fp.channels, "clip_low": fp.clip_low, "clip_high": fp.clip_high,
+                "mean": fp.clipped_mean, "std": fp.clipped_std}
+    import numpy as np
+
+    scale = float(np.iinfo(np.dtype(fp.dtype)).max) if np.issubdtype(np.dtype(fp.dtype), np.integer) else 1.0
+    return {"in_channels": fp.channels, "mean": [m / scale for m in fp.mean],
+            "std": [max(s / scale, 1e-6) for s in fp.std]}
+
+
+def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.LightningModule, SegmentationDataModule, Recipe]:
+    """Resolve data, recipe, model and loss into a module and a data module.
+
+    ``run`` is :func:`plan_run`'s result; ``None`` plans here (``config`` is then replaced by the
+    planned one).
+    """
+    from seglab.losses import create_loss
+
+    run = run or plan_run(config)
+    config = run.config
+    train_samples, val_samples, fp, recipe = run.train_samples, run.val_samples, run.fingerprint, run.recipe
+    pre = _preprocessing(config, fp)
+    channels, mean, std = fp.channels, pre["mean"], pre["std"]
     model, model_kwargs = build_model(config, recipe, channels, mean, std)
     decoder = None if recipe.decoder is None else {"name": recipe.decoder, "kwargs": dict(config.decoder_kwargs)}
     meta = make_meta(
@@ -131,7 +201,7 @@ def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataMod
         method=recipe.method,
         model_name=config.model,
         model_kwargs=model_kwargs,
-        preprocessing={"in_channels": channels, "mean": mean, "std": std},
+        preprocessing=pre,
         decoder=decoder,
         classes=list(recipe.class_names),
         patch_size=config.patch,
@@ -164,6 +234,8 @@ def prepare(config: TrainConfig) -> tuple[L.LightningModule, SegmentationDataMod
         channels=channels,
         workers=config.workers,
         seed=config.seed,
+        intensity=(pre["clip_low"], pre["clip_high"]) if "clip_low" in pre else None,
+        modality=config.modality,
     )
     return module, data, recipe
 
@@ -213,9 +285,20 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
     last = run_dir / "last.ckpt"
     if resume and not last.is_file():
         raise DataError(last, "nothing to resume: no last.ckpt in the run folder")
-    module, data, recipe = prepare(config)
+    run = plan_run(config)
+    for line in run.fingerprint.summary():
+        print(f"data: {line}", flush=True)
+    for line in run.reasons:
+        print(f"recipe: {line}", flush=True)
+    for line in run.warnings:
+        print(f"seglab: warning: {line}", file=sys.stderr, flush=True)
+    config = run.config
+    module, data, recipe = prepare(config, run)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    save_config(config, run_dir / "config.yaml", notes=run.reasons)
+    from seglab.fileio import write_json_atomic
+
+    write_json_atomic(run_dir / "fingerprint.json", run.fingerprint.to_dict())
 
     monitor = "val/miou" if recipe.task == "semantic" else "val/aji"
     budget = Budget(minutes=config.minutes, max_steps=config.max_steps, epochs=config.epochs)

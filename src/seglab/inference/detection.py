@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.data.io import image_to_tensor
+from seglab.data.io import scale_intensity
 from seglab.errors import SeglabError
 from seglab.inference.predictor import Predictor, adapt_channels
 from seglab.inference.source import ArraySource
@@ -34,7 +34,7 @@ class DetectionPredictor(Predictor):
 
     def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
         """``H x W x C`` rows -> ``C x H x W`` in [0, 1] (the model normalises inside)."""
-        return image_to_tensor(adapt_channels(rows, self.in_channels, path))
+        return scale_intensity(adapt_channels(rows, self.in_channels, path), *self.clip)
 
     def predict_probs(self, image: Any) -> np.ndarray:
         raise SeglabError("Mask R-CNN predicts detections, not per-pixel probabilities")
