@@ -51,7 +51,11 @@ def test_predicts_every_kind_of_image(cli, setup, tmp_path, capsys):
         labels = tifffile.imread(tmp_path / f"{stem}_instances.tif")
         assert labels.dtype == np.uint16 and labels.shape == ((12, 20) if stem == "tiny" else (48, 48))
         assert json.loads((tmp_path / f"{stem}.geojson").read_text())["type"] == "FeatureCollection"
-        assert (tmp_path / f"{stem}_overlay.png").is_file() and (tmp_path / f"{stem}_coco.json").is_file()
+        assert (tmp_path / f"{stem}_overlay.png").is_file() and (tmp_path / f"{stem}_coco_part.json").is_file()
+    images = json.loads((tmp_path / "coco_images.json").read_text())["images"]
+    assert [(i["id"], i["file_name"]) for i in images] == list(enumerate(
+        ["deep.tif", "gray.png", "rgb.png", "rgba.png", "tiny.png"], 1))
+    assert {r["image_id"] for r in json.loads((tmp_path / "coco_results.json").read_text())} <= {1, 2, 3, 4, 5}
     expected = Predictor.from_checkpoint(root / "m.ckpt", tile=32).predict(image)["instances"]
     assert np.array_equal(tifffile.imread(tmp_path / "rgb_instances.tif"), expected)
     assert np.array_equal(tifffile.imread(tmp_path / "rgba_instances.tif"), expected)

@@ -110,8 +110,12 @@ def test_display_rgb_gray_rgba_16bit():
 def test_coco_rle_matches_pycocotools(outputs):
     _, paths, labels, _ = outputs
     rles = coco_rles(labels)
-    doc = json.loads(paths["coco"].read_text())
+    doc = to_coco(labels, file_name="img.png")
     assert doc["images"][0] == {"id": 1, "file_name": "img.png", "height": 40, "width": 60}
+    part = json.loads(paths["coco"].read_text())  # the image's share of coco_results.json
+    assert (part["file_name"], part["height"], part["width"]) == ("img.png", 40, 60)
+    assert [r["segmentation"] for r in part["results"]] == [a["segmentation"] for a in doc["annotations"]]
+    assert all(r["score"] == 1.0 and r["category"] == "nucleus" for r in part["results"])  # no probabilities given
     for ann in doc["annotations"]:
         mask = labels == ann["id"]
         ref = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Predict a file, folder or glob of images with sliding windows; writes per image "
             "<stem>_instances.tif (or <stem>_classes.png), <stem>_overlay.png, <stem>.geojson "
-            "(QuPath), optionally <stem>_coco.json, and summary.csv."
+            "(QuPath) and summary.csv; with --coco also coco_results.json and coco_images.json for the run."
         ),
     )
     p.add_argument("--checkpoint", required=True, help="seglab checkpoint (.ckpt)")
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--block", type=int, default=1024, help="instance decoding block size (default 1024)")
     p.add_argument("--margin", type=int, default=64, help="context around each block, > largest nucleus (default 64)")
     p.add_argument("--decode-workers", type=int, default=0, help="processes decoding blocks of large images while the model runs (default 0: inline; helps when a core is free)")
-    p.add_argument("--coco", action="store_true", help="also write <stem>_coco.json (COCO RLE)")
+    p.add_argument("--coco", action="store_true", help="also write coco_results.json (COCO results: RLE masks, score = mean foreground probability) and coco_images.json (image ids, categories) for all inputs")
     p.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
     p.add_argument("--workers", type=int, default=1, help="threads reading upcoming images (default 1; 0 = none)")
     p.set_defaults(run=run)

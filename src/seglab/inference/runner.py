@@ -1,5 +1,9 @@
 """Predict a file, folder or glob of images: outputs, ``summary.csv``, skip-existing, progress.
 
+With ``coco`` each image leaves a part (its instances with scores) and the folder's
+``coco_results.json`` / ``coco_images.json`` are assembled from the parts of all inputs after
+the last image, so a resumed run (``skip_existing``) still writes complete folder files.
+
 Reading the next images (decoding PNG/JPEG, opening TIFFs) runs in ``workers`` background threads
 while the model works on the current one; a TIFF is then read band by band as the sliding
 window needs it (also in a background thread, see :mod:`seglab.inference.sliding`).
@@ -7,6 +11,7 @@ window needs it (also in a background thread, see :mod:`seglab.inference.sliding
 
 from __future__ import annotations
 
+import copy
 import glob
 import sys
 import time
@@ -15,13 +20,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from seglab.data.io import IMAGE_SUFFIXES
 from seglab.errors import DataError, SeglabError
 from seglab.inference.source import open_image
 from seglab.inference.writers import (
+    instance_scores,
     output_paths,
     read_summary,
     summary_row,
+    write_coco_folder,
     write_outputs,
     write_summary,
 )
@@ -82,7 +91,9 @@ def predict_files(
         predictor: a :class:`~seglab.inference.Predictor`.
         inputs: image files (see :func:`expand_inputs`).
         out_dir: output folder (created).
-        coco: also write ``<stem>_coco.json``.
+        coco: also write ``<stem>_coco_part.json`` per image and, at the end, the folder's
+            ``coco_results.json`` and ``coco_images.json`` (:func:`~seglab.inference.writers.write_coco_folder`;
+            images that failed are left out).
         skip_existing: skip images whose outputs all exist (resume an interrupted run).
         workers: background threads reading upcoming images (0: read in the main thread).
         progress: progress printer (default: one on stderr).
@@ -104,6 +115,7 @@ def predict_files(
             progress.line("outputs exist, skipped")
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
     futures: dict[Path, Future] = {}
+    failed: set[Path] = set()
     try:
         for i, path in enumerate(todo):
             if pool is not None:
@@ -118,12 +130,15 @@ def predict_files(
             except SeglabError as exc:
                 if on_error is None:
                     raise
+                failed.add(path)
                 on_error(exc)
                 continue
             write_summary(summary_path, rows)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+    if coco and predictor.task == "instance":
+        write_coco_folder(out_dir, [output_paths(out_dir, p.stem, coco=True)["coco"] for p in inputs if p not in failed])
     return rows
 
 
@@ -133,9 +148,49 @@ def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
 
 def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:
     start = time.perf_counter()
-    labels = predictor.predict_source(source, on_tiles=progress.tiles)
-    write_outputs(out_dir, path.stem, source.read_all(), labels, task=predictor.task, coco=coco, file_name=path.name)
+    scores = None
+    if coco and predictor.task == "instance":
+        tap = _ForegroundTap(predictor, source.shape[:2])
+        labels = tap.predictor.predict_source(source, on_tiles=progress.tiles)
+        scores = tap.scores(labels)
+    else:
+        labels = predictor.predict_source(source, on_tiles=progress.tiles)
+    write_outputs(out_dir, path.stem, source.read_all(), labels, task=predictor.task, coco=coco, file_name=path.name,
+                  scores=scores)
     row = summary_row(path.stem, labels, time.perf_counter() - start, task=predictor.task)
     what = f"{row['instances']} instances" if predictor.task == "instance" else "classes"
     progress.line(f"{what}, {row['seconds']} s")
     return row
+
+
+class _ForegroundTap:
+    """Keeps the foreground probability of the bands a predictor streams (the COCO scores).
+
+    ``tap.predictor`` is a shallow copy of the predictor whose ``iter_probs`` also stores each
+    band's foreground probability (float16, 2 bytes a pixel beside the label map's 4):
+    ``1 - p_background`` of a soft-max stack (``three_class``), else the stack's first channel
+    (:func:`~seglab.inference.predictor.outputs_to_probs`). Predictors that stream no
+    probabilities (Mask R-CNN) leave it empty, and :meth:`scores` returns None (score 1.0).
+    """
+
+    def __init__(self, predictor: Any, shape: tuple[int, int]) -> None:
+        self.foreground: Any = None
+        self.shape = shape
+        self.softmax = getattr(predictor, "method", None) in (None, "three_class")
+        self.predictor = copy.copy(predictor)
+        if hasattr(predictor, "iter_probs"):
+            self.predictor.iter_probs = self._tapped(predictor.iter_probs)
+
+    def _tapped(self, iter_probs: Callable[..., Any]) -> Callable[..., Any]:
+        def iterate(*args: Any, **kwargs: Any):
+            for y0, y1, band in iter_probs(*args, **kwargs):
+                if self.foreground is None:
+                    self.foreground = np.zeros(self.shape, np.float16)
+                self.foreground[y0:y1] = 1 - band[0] if self.softmax else band[0]
+                yield y0, y1, band
+
+        return iterate
+
+    def scores(self, labels: Any) -> dict[int, float] | None:
+        """Mean foreground probability per instance id, or None without probabilities."""
+        return None if self.foreground is None else instance_scores(labels, self.foreground)

@@ -17,7 +17,19 @@ Per image ``<stem>``:
   objects. Rings trace the pixel edges through marching squares
   (``skimage.measure.find_contours`` at level 0.5), so corners are cut: the polygon area
   (exteriors minus holes) differs from the pixel area by about an eighth of a pixel per corner;
-* ``<stem>_coco.json`` (optional): COCO instance annotations with compressed RLE masks.
+* ``<stem>_coco_part.json`` (with ``--coco``): the image's share of the folder's COCO files
+  (size, file name, one entry per instance); kept so that ``--skip-existing`` can rebuild them.
+
+With ``--coco``, per folder run (:func:`write_coco_folder`, assembled after the last image):
+
+* ``coco_results.json``: a COCO *results* file, the list ``pycocotools.coco.COCO.loadRes`` and
+  ``COCOeval`` read: ``{image_id, category_id, segmentation (compressed RLE), score, bbox
+  [x, y, w, h], area}`` per instance, image ids 1..N in input order. ``score`` is the mean
+  foreground probability over the instance's pixels where the model gives probabilities
+  (1.0 otherwise, e.g. Mask R-CNN checkpoints), so AP ranks confident instances first;
+* ``coco_images.json``: ``{"images": [{id, file_name, height, width}], "categories": [{id,
+  name}]}``, the ids the results use: add ``annotations`` from the ground truth to get a COCO
+  ground-truth file to evaluate against.
 
 ``summary.csv`` lists per image: stem, instances, mean area, seconds.
 """
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +52,7 @@ from seglab.fileio import write_json_atomic, write_text_atomic
 
 SUMMARY_FIELDS = ("stem", "instances", "mean_area", "seconds")
 NUCLEUS_COLOR = [255, 200, 0]
+COCO_RESULTS, COCO_IMAGES, COCO_CATEGORY = "coco_results.json", "coco_images.json", "nucleus"
 CLASS_PALETTE = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
                  (247, 129, 191), (0, 170, 170))  # other classes (ColorBrewer Set1, then teal)
 
@@ -54,7 +68,7 @@ def output_paths(out_dir: str | Path, stem: str, *, task: str = "instance", coco
         "geojson": out_dir / f"{stem}.geojson",
     }
     if coco:
-        paths["coco"] = out_dir / f"{stem}_coco.json"
+        paths["coco"] = out_dir / f"{stem}_coco_part.json"
     return paths
 
 
@@ -216,18 +230,24 @@ def coco_rles(labels: np.ndarray) -> dict[int, dict[str, Any]]:
     return out
 
 
-def to_coco(labels: np.ndarray, *, file_name: str, image_id: int = 1, category: str = "nucleus") -> dict[str, Any]:
-    """COCO instance annotations (one category) with compressed RLE segmentations."""
+def _coco_objects(labels: np.ndarray) -> list[dict[str, Any]]:
+    """``{id, segmentation, area, bbox}`` of every instance (compressed RLE, ``[x, y, w, h]``)."""
+    labels = np.asarray(labels)
     slices = ndi.find_objects(labels)
-    annotations = []
+    objects = []
     for lab, rle in coco_rles(labels).items():
         sl = slices[lab - 1]
         y0, x0 = sl[0].start, sl[1].start
-        annotations.append({
-            "id": lab, "image_id": image_id, "category_id": 1, "segmentation": rle, "iscrowd": 0,
-            "area": int(np.count_nonzero(labels[sl] == lab)),
+        objects.append({
+            "id": lab, "segmentation": rle, "area": int(np.count_nonzero(labels[sl] == lab)),
             "bbox": [x0, y0, sl[1].stop - x0, sl[0].stop - y0],
         })
+    return objects
+
+
+def to_coco(labels: np.ndarray, *, file_name: str, image_id: int = 1, category: str = "nucleus") -> dict[str, Any]:
+    """COCO instance annotations (one category) of one image with compressed RLE segmentations."""
+    annotations = [{**o, "image_id": image_id, "category_id": 1, "iscrowd": 0} for o in _coco_objects(labels)]
     return {
         "images": [{"id": image_id, "file_name": file_name, "height": labels.shape[0], "width": labels.shape[1]}],
         "annotations": annotations,
@@ -235,14 +255,75 @@ def to_coco(labels: np.ndarray, *, file_name: str, image_id: int = 1, category: 
     }
 
 
+def instance_scores(labels: np.ndarray, foreground: np.ndarray, rows: int = 1024) -> dict[int, float]:
+    """Mean of ``foreground`` (probability) over each instance's pixels, ``rows`` rows at a time."""
+    labels = np.asarray(labels)
+    n = int(labels.max(initial=0)) + 1
+    total, count = np.zeros(n), np.zeros(n)
+    for y in range(0, labels.shape[0], rows):
+        lab = labels[y : y + rows].ravel()
+        total += np.bincount(lab, weights=np.asarray(foreground[y : y + rows], np.float64).ravel(), minlength=n)
+        count += np.bincount(lab, minlength=n)
+    return {int(i): float(total[i] / count[i]) for i in np.flatnonzero(count[1:]) + 1}
+
+
+def coco_part(
+    labels: np.ndarray, *, file_name: str, scores: Mapping[int, float] | None = None,
+    classes: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """One image's share of the folder's COCO results (see :func:`write_coco_folder`).
+
+    ``scores`` (instance id -> score, default 1.0) and ``classes`` (instance id -> category name,
+    default ``nucleus``); ids and category ids are given when the folder is assembled.
+    """
+    results = []
+    for o in _coco_objects(labels):
+        lab = o.pop("id")
+        score = 1.0 if scores is None else scores.get(lab, 1.0)
+        results.append({"category": str((classes or {}).get(lab, COCO_CATEGORY)), **o, "score": round(float(score), 5)})
+    h, w = np.shape(labels)
+    return {"file_name": file_name, "height": int(h), "width": int(w), "results": results}
+
+
+def write_coco_folder(out_dir: str | Path, parts: Sequence[str | Path]) -> tuple[Path, Path]:
+    """Assemble per-image parts into ``coco_results.json`` and ``coco_images.json`` (atomically).
+
+    Images get ids 1..N in the order of ``parts`` (missing parts are left out); categories get
+    ids 1..C in order of first use (``nucleus`` alone when nothing else is named).
+
+    Returns:
+        The paths of the results and images files.
+    """
+    out_dir = Path(out_dir)
+    images, results, categories = [], [], {}
+    for part_path in parts:
+        part_path = Path(part_path)
+        if not part_path.is_file():
+            continue
+        part = json.loads(part_path.read_text(encoding="utf-8"))
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": part["file_name"], "height": part["height"], "width": part["width"]})
+        for r in part["results"]:
+            category_id = categories.setdefault(r["category"], len(categories) + 1)
+            results.append({"image_id": image_id, "category_id": category_id,
+                            **{k: r[k] for k in ("segmentation", "score", "bbox", "area")}})
+    categories = categories or {COCO_CATEGORY: 1}
+    paths = out_dir / COCO_RESULTS, out_dir / COCO_IMAGES
+    write_json_atomic(paths[0], results, indent=None)
+    write_json_atomic(paths[1], {"images": images, "categories": [{"id": i, "name": n} for n, i in categories.items()]})
+    return paths
+
+
 def write_outputs(
     out_dir: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, *, task: str = "instance",
     coco: bool = False, file_name: str | None = None, classes: Mapping[int, str] | None = None,
+    scores: Mapping[int, float] | None = None,
 ) -> dict[str, Path]:
     """Write every output of one image (atomically) and return their paths.
 
     ``classes`` (instance id -> class name) names the instances' classes where the model gives
-    them (GeoJSON ``classification``); otherwise every instance is a ``Nucleus``.
+    them (GeoJSON ``classification``, COCO category); otherwise every instance is a nucleus.
+    ``scores`` (instance id -> score) go into the COCO part (default 1.0).
     """
     paths = output_paths(out_dir, stem, task=task, coco=coco)
     if task == "semantic":
@@ -251,7 +332,8 @@ def write_outputs(
         write_label(paths["instances"], labels)
         write_json_atomic(paths["geojson"], to_geojson(labels, classes=classes), indent=None)
         if coco:
-            write_json_atomic(paths["coco"], to_coco(labels, file_name=file_name or stem), indent=None)
+            part = coco_part(labels, file_name=file_name or stem, scores=scores, classes=classes)
+            write_json_atomic(paths["coco"], part, indent=None)
     write_image(paths["overlay"], overlay(image, labels))
     return paths
 
