@@ -7,7 +7,7 @@ built-in H&E-like synthetic nuclei for ``--minutes`` of wall clock, predicts the
 tiles through the same tiled :class:`seglab.inference.Predictor` from its best checkpoint, and is
 scored with seglab's metrics (mean over test tiles; PQ and F1 match at IoU > 0.5).
 
-The semantic-to-instance routes share one U-Net (``configs/nuclei_unet.yaml``'s: depth 4, 16 base
+The semantic-to-instance routes share one U-Net (the packaged ``nuclei_unet`` recipe's: depth 4, 16 base
 channels, 128 px patches); Mask R-CNN uses a ResNet-18 with a 64-channel pyramid and light heads (5x faster per step on a CPU
 than 256 channels). The last columns
 compare with the 3-class watershed baseline (AJI difference, ratio of training speed).
@@ -53,7 +53,7 @@ LABELS = {
     "maskrcnn": "Mask R-CNN r18-FPN",
 }
 def common_settings() -> dict[str, Any]:
-    """The demo's recipe (configs/nuclei_unet.yaml), shared by every route."""
+    """The demo's recipe (the packaged nuclei_unet), shared by every route."""
     from seglab.engine.demo import DEMO_RECIPE
 
     return {**DEMO_RECIPE, "overlays": 1, "seed": 0}

@@ -57,7 +57,7 @@ def train_seglab(dirs: dict[str, Path], minutes: float, out: Path):
     from seglab.engine.trainer import train
 
     config = resolve_config(
-        "configs/nuclei_unet.yaml" if Path("configs/nuclei_unet.yaml").is_file() else None,
+        "nuclei_unet",
         {"data": str(dirs["train"]), "val": str(dirs["val"]), "out": str(out), "minutes": minutes},
     )
     result = train(config, plain_log=True)

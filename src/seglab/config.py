@@ -117,13 +117,35 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The recipes shipped with seglab (``seglab/configs/*.yaml``), by name."""
+    folder = Path(__file__).parent / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def find_config(name_or_path: str | os.PathLike[str]) -> Path:
+    """A YAML path as given, or a packaged recipe by name (``nuclei_unet``); else a DataError
+    listing the packaged names."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    if str(name_or_path).removesuffix(".yaml") in packaged:
+        return packaged[str(name_or_path).removesuffix(".yaml")]
+    raise DataError(path, f"config file not found (nor a packaged recipe: {', '.join(packaged)})")
+
+
 def resolve_config(
     yaml_path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Defaults <- YAML file <- overrides (flags); ``None`` overrides are ignored."""
+    """Defaults <- YAML file (a path or a packaged recipe's name) <- overrides (flags).
+
+    ``None`` overrides are ignored.
+    """
     values: dict[str, Any] = {}
     source = "config"
     if yaml_path is not None:
+        yaml_path = find_config(yaml_path)
         values.update(load_yaml(yaml_path))
         source = str(yaml_path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})

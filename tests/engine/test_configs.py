@@ -1,17 +1,22 @@
-"""Every recipe in configs/ is a valid config and builds its model, data and module."""
-
-from pathlib import Path
+"""Every packaged recipe (seglab/configs) is a valid config, addressable by name, and builds its model, data and module."""
 
 import pytest
 
-from seglab.config import load_yaml, resolve_config
+from seglab.config import find_config, load_yaml, packaged_configs, resolve_config
 from seglab.engine.trainer import prepare
+from seglab.errors import DataError
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+CONFIGS = list(packaged_configs().values())
 
 
-def test_configs_exist():
+def test_configs_exist_and_resolve_by_name(tmp_path):
     assert len(CONFIGS) >= 7
+    assert find_config("nuclei_unet") == find_config("nuclei_unet.yaml") == packaged_configs()["nuclei_unet"]
+    own = tmp_path / "nuclei_unet.yaml"  # a file the user names wins over the packaged recipe
+    own.write_text("task: instance\n")
+    assert find_config(own) == own
+    with pytest.raises(DataError, match="nuclei_unet"):  # the error lists the packaged names
+        find_config(tmp_path / "missing.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers (default 2)")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
-    p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--config", help="YAML config: a path or a packaged recipe name (nuclei_unet, nuclei_deeplabv3plus, ...)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
     p.set_defaults(run=run)
 

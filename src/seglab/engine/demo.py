@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The demo's recipe; configs/nuclei_unet.yaml holds the same settings for `seglab train`.
+# The demo's recipe; the packaged recipe `nuclei_unet` (seglab/configs) holds the same settings.
 DEMO_RECIPE: dict[str, Any] = {
     "task": "instance",
     "method": "three_class",
