@@ -17,11 +17,9 @@ def _discs(rng, size, radii, brighter=True, base=100, lift=300, dtype=np.uint16)
     """A gray image of discs (some touching) and its instance map."""
     label = np.zeros((size, size), np.int32)
     yy, xx = np.mgrid[:size, :size]
-    k = 0
-    for r in radii:
+    for k, r in enumerate(radii, start=1):
         cy, cx = rng.integers(r, size - r, 2)
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        k += 1
         label[disc & (label == 0)] = k
     signal = np.where(label > 0, lift if brighter else -lift // 2, 0)
     image = base + (lift // 2 if not brighter else 0) + signal + rng.normal(0, 5, label.shape)
