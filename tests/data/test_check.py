@@ -83,3 +83,54 @@ def test_cli_synth(tmp_path, capsys):
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["synth_0000.tif", "synth_0001.tif"]
     assert "wrote 2 fluo tiles" in capsys.readouterr().out
     assert check_dataset(out).ok
+
+
+def test_huge_tiled_tiff_is_checked_in_bounded_memory(tmp_path):
+    """A 6000 x 6000 tiled, compressed label (a few hundred KB on disk) is read band by band:
+    the whole map as int64 would take 288 MB, the check stays far below that."""
+    import tracemalloc
+
+    import tifffile
+
+    size = 6000
+    label = np.zeros((size, size), np.uint16)
+    label[100:200, 100:300] = 1
+    label[3000:3100, 5900:6000] = 7
+    label[5990:, :10] = 300
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    tifffile.imwrite(tmp_path / "labels" / "big.tif", label, tile=(256, 256), compression="zlib")
+    tifffile.imwrite(tmp_path / "images" / "big.tif", (label > 0).astype(np.uint8) * 200, tile=(256, 256), compression="zlib")
+    del label
+    tracemalloc.start()
+    try:
+        report = check_dataset(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.ok, report.problems
+    assert report.sizes == [(size, size)] and report.channels == {1: 1} and report.dtypes == {"uint8": 1}
+    assert report.instances_per_image == [3] and report.object_areas_sum == 100 * 200 + 100 * 100 + 10 * 10
+    assert peak < 48 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # int64 map: 275 MiB, stored uint16: 69 MiB
+
+
+def test_banded_label_checks_match_whole_file_checks(tmp_path):
+    """Semantic histogram, negative and non-integer values are found in every band, not just the first."""
+    import tifffile
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    classes = np.zeros((3000, 1500), np.uint8)
+    classes[2990:, :] = 2
+    classes[0, 0] = 255
+    tifffile.imwrite(tmp_path / "images" / "a.tif", np.zeros((3000, 1500), np.uint8), tile=(256, 256), compression="zlib")
+    tifffile.imwrite(tmp_path / "labels" / "a.tif", classes, tile=(256, 256), compression="zlib")
+    report = check_dataset(tmp_path, task="semantic")
+    assert report.ok and report.class_pixels == {0: 3000 * 1500 - 10 * 1500 - 1, 2: 10 * 1500, 255: 1}
+    bad = np.zeros((3000, 1500), np.float32)
+    bad[2999, 5] = 0.5
+    tifffile.imwrite(tmp_path / "labels" / "a.tif", bad, tile=(256, 256), compression="zlib")
+    assert check_dataset(tmp_path).problems == [f"{tmp_path / 'labels' / 'a.tif'}: label map holds non-integer values"]
+    bad[2999, 5] = -3
+    tifffile.imwrite(tmp_path / "labels" / "a.tif", bad.astype(np.int32), tile=(256, 256), compression="zlib")
+    assert check_dataset(tmp_path).problems == [f"{tmp_path / 'labels' / 'a.tif'}: label map holds negative values"]

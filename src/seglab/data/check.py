@@ -1,21 +1,32 @@
 """``seglab data check``: read every file of a folder data set once, report statistics and
 every problem found (missing label, label without image, size mismatch, unreadable file, empty
 label), one line each naming the file.
+
+Memory stays bounded by a band of rows, not by the image: TIFFs are opened through tifffile's
+zarr store, so shapes come from the headers (a size mismatch is found without decoding) and
+pixels are decoded a band of rows at a time (only the tiles or strips under those rows); label
+statistics are accumulated band by band in the stored dtype, never as a whole int64 map.
+PNG / JPEG files are decoded whole in their stored dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seglab.data.io import IMAGE_SUFFIXES, LABEL_SUFFIXES, read_image, read_label
+from seglab.data.io import IMAGE_SUFFIXES, LABEL_SUFFIXES, _read_raw
 from seglab.errors import DataError, unknown_choice
 
 TASKS = ("instance", "semantic")
 _LABEL_DIRS = ("labels", "annotations")
+_TIFF = (".tif", ".tiff")
+_BAND_PIXELS = 1 << 22  # pixels decoded at a time: 32 MiB as int64
 
 
 @dataclass
@@ -53,49 +64,142 @@ def _problem(report: DataReport, path: Path | str, text: str) -> None:
     report.problems.append(f"{path}: {text}")
 
 
-def _read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    if path.suffix.lower() == ".xml":
-        from seglab.data.monuseg import read_monuseg_xml
+@contextlib.contextmanager
+def _open_stored(path: Path) -> Iterator[Any]:
+    """The file's stored array, lazily for TIFF (a zarr array decoding only the rows sliced;
+    shape and dtype come from the header), else decoded whole in its stored dtype."""
+    if path.suffix.lower() not in _TIFF:
+        yield _read_raw(path)
+        return
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    import tifffile
+    import zarr
 
-        return read_monuseg_xml(path, shape)
-    return read_label(path)
+    try:
+        store = tifffile.imread(path, aszarr=True)
+    except Exception as exc:
+        raise DataError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+    try:
+        try:
+            arr = zarr.open(store, mode="r")
+            if not hasattr(arr, "shape"):  # a pyramid group: full resolution, as tifffile.imread reads
+                arr = arr[sorted(arr.array_keys())[0]]
+        except Exception as exc:
+            raise DataError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+        yield arr
+    finally:
+        store.close()
 
 
-def _label_stats(report: DataReport, path: Path, label: np.ndarray) -> None:
+def _bands(path: Path, arr: Any, row_axis: int, width: int) -> Iterator[np.ndarray]:
+    """Decode ``arr`` a band of rows (along ``row_axis``) at a time, aligned to its chunks."""
+    chunk = int(getattr(arr, "chunks", (1,) * arr.ndim)[row_axis]) or 1
+    rows = max(chunk, _BAND_PIXELS // max(width, 1) // chunk * chunk)
+    for y0 in range(0, arr.shape[row_axis], rows):
+        index = tuple(slice(y0, y0 + rows) if i == row_axis else slice(None) for i in range(arr.ndim))
+        try:
+            band = np.asarray(arr[index])
+        except Exception as exc:
+            raise DataError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+        yield band
+
+
+def _image_layout(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int]:
+    """``(H, W, C)`` of a stored image shape (as :func:`~seglab.data.io.read_image` reads it) and
+    the axis of its rows."""
+    if len(shape) == 2:
+        return (shape[0], shape[1], 1), 0
+    if len(shape) == 3 and shape[0] <= 4 and shape[-1] > 4:  # channel-first TIFF
+        return (shape[1], shape[2], shape[0]), 1
+    if len(shape) != 3 or not 1 <= shape[-1] <= 4:
+        raise DataError(path, f"expected a 2-D image with 1-4 channels, got array of shape {shape}")
+    return (shape[0], shape[1], shape[2]), 0
+
+
+def _label_layout(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, int], int]:
+    """``(H, W)`` of a stored label shape (as :func:`~seglab.data.io.read_label` reads it) and
+    the axis of its rows."""
+    if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4:
+        raise DataError(path, f"label map must be single-channel, got {shape[-1]} channels")
+    kept = [i for i, n in enumerate(shape) if n != 1]
+    if len(kept) != 2:
+        raise DataError(path, f"label map must be 2-D, got array of shape {tuple(n for n in shape if n != 1)}")
+    return (shape[kept[0]], shape[kept[1]]), kept[0]
+
+
+def _check_label_band(path: Path, band: np.ndarray) -> np.ndarray:
+    """The band as integers, or the DataError :func:`~seglab.data.io.read_label` would raise."""
+    if band.dtype == bool:
+        return band.astype(np.uint8)
+    if band.dtype.kind == "f" and (not np.all(np.isfinite(band)) or np.any(band != np.round(band))):
+        raise DataError(path, "label map holds non-integer values")
+    if band.dtype.kind in "if" and band.size and band.min() < 0:
+        raise DataError(path, "label map holds negative values")
+    return band.astype(np.int64, copy=False) if band.dtype.kind == "f" else band
+
+
+def _merge_counts(a: tuple[np.ndarray, np.ndarray], values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    merged, inverse = np.unique(np.concatenate([a[0], values.astype(np.int64)]), return_inverse=True)
+    return merged, np.bincount(inverse, weights=np.concatenate([a[1], counts]), minlength=merged.size).astype(np.int64)
+
+
+def _label_stats(report: DataReport, path: Path, arr: Any, row_axis: int, shape: tuple[int, int]) -> None:
+    """Instance counts and areas, or the class histogram, of a label read band by band."""
+    counts = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for band in _bands(path, arr, row_axis, shape[1]):
+        band = _check_label_band(path, band)
+        if report.task == "instance":
+            band = band[band > 0]
+        counts = _merge_counts(counts, *np.unique(band, return_counts=True))
+    values, pixels = counts
     if report.task == "instance":
-        ids, areas = np.unique(label[label > 0], return_counts=True)
-        if ids.size == 0:
+        if values.size == 0:
             _problem(report, path, "empty label (no instance)")
-        report.instances_per_image.append(int(ids.size))
-        report.object_areas_sum += int(areas.sum())
+        report.instances_per_image.append(int(values.size))
+        report.object_areas_sum += int(pixels.sum())
     else:
-        values, pixels = np.unique(label, return_counts=True)
         report.class_pixels.update(dict(zip(values.tolist(), pixels.tolist(), strict=True)))
-        if not np.any((label != 0) & (label != 255)):
+        if not np.any((values != 0) & (values != 255)):
             _problem(report, path, "empty label (only background / ignore)")
 
 
+def _check_image(report: DataReport, path: Path) -> tuple[int, int] | None:
+    """Record the image's size, channels and dtype (from its header) and decode it band by band."""
+    try:
+        with _open_stored(path) as arr:
+            (h, w, c), row_axis = _image_layout(path, tuple(arr.shape))
+            for _ in _bands(path, arr, row_axis, w * c):
+                pass
+            dtype = "uint8" if arr.dtype == bool else str(arr.dtype)
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return None
+    report.sizes.append((h, w))
+    report.channels[c] += 1
+    report.dtypes[dtype] += 1
+    return h, w
+
+
 def _check_pair(report: DataReport, image_path: Path, label_path: Path | None) -> None:
-    try:
-        image = read_image(image_path)
-    except DataError as exc:
-        report.problems.append(str(exc))
-        image = None
-    if image is not None:
-        report.sizes.append(tuple(image.shape[:2]))
-        report.channels[image.shape[2]] += 1
-        report.dtypes[str(image.dtype)] += 1
-    if label_path is None or (image is None and label_path.suffix.lower() == ".xml"):
+    size = _check_image(report, image_path)
+    if label_path is None or (size is None and label_path.suffix.lower() == ".xml"):
         return
     try:
-        label = _read_label(label_path, image.shape[:2] if image is not None else (0, 0))
+        if label_path.suffix.lower() == ".xml":
+            from seglab.data.monuseg import read_monuseg_xml
+
+            label = read_monuseg_xml(label_path, size)
+            _label_stats(report, label_path, label, 0, label.shape)
+            return
+        with _open_stored(label_path) as arr:
+            shape, row_axis = _label_layout(label_path, tuple(arr.shape))
+            if size is not None and shape != size:
+                _problem(report, label_path, f"label shape {shape} differs from image {image_path} shape {size}")
+                return
+            _label_stats(report, label_path, arr, row_axis, shape)
     except DataError as exc:
         report.problems.append(str(exc))
-        return
-    if image is not None and label.shape != image.shape[:2]:
-        _problem(report, label_path, f"label shape {label.shape} differs from image {image_path} shape {image.shape[:2]}")
-        return
-    _label_stats(report, label_path, label)
 
 
 def check_dataset(root: Path, *, task: str = "instance") -> DataReport:
