@@ -82,14 +82,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
-    from seglab.config import resolve_config
+    from seglab.config import find_config, load_yaml, resolve_config
     from seglab.data.synthetic import write_synthetic_dataset
-    from seglab.engine.demo import DEMO_RECIPE
+
+    recipe = load_yaml(find_config("nuclei_unet"))
 
     root = Path(tempfile.mkdtemp(prefix="bench_engine_"))
     write_synthetic_dataset(root / "train", n=16, size=256, seed=0)
     write_synthetic_dataset(root / "val", n=2, size=256, seed=1)
-    config = resolve_config(None, dict(DEMO_RECIPE, data=str(root / "train"), val=str(root / "val"), out=str(root / "run")))
+    config = resolve_config(None, dict(recipe, data=str(root / "train"), val=str(root / "val"), out=str(root / "run")))
     rows = []
     for name, fn in (("bare PyTorch loop", bare_ips), ("seglab (Lightning)", seglab_ips), ("bare PyTorch loop (again)", bare_ips)):
         torch.manual_seed(0)

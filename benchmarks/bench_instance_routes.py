@@ -52,11 +52,14 @@ LABELS = {
     "recurrent": "recurrent (Kong-Fowlkes)",
     "maskrcnn": "Mask R-CNN r18-FPN",
 }
+
+
 def common_settings() -> dict[str, Any]:
     """The demo's recipe (the packaged nuclei_unet), shared by every route."""
-    from seglab.engine.demo import DEMO_RECIPE
+    from seglab.config import find_config, load_yaml
 
-    return {**DEMO_RECIPE, "overlays": 1, "seed": 0}
+    recipe = load_yaml(find_config("nuclei_unet"))
+    return {**recipe, "overlays": 1, "seed": 0}
 
 
 def make_data(root: Path, n_train: int, n_test: int, size: int, seed: int) -> dict[str, Path]:

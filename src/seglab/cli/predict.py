@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="seglab checkpoint (.ckpt)")
     p.add_argument("--input", required=True, help="image file, folder of images, or glob pattern (quote it)")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--tile", type=int, default=None, help="tile size (default: the checkpoint's patch size, else 256; 0 = whole image at once)")
+    p.add_argument("--tile", type=int, default=None, help="tile size (default: the checkpoint's patch size, at least 256; 0 = whole image at once)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction in [0, 1) (default 0.25)")
     p.add_argument("--blend", choices=("gaussian", "cosine", "constant"), default="gaussian", help="tile blending (default gaussian)")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from seglab.errors import SeglabError
     from seglab.inference import Predictor, expand_inputs, predict_files
+    from seglab.inference.predictor import default_tile
 
     if not 0 <= args.overlap < 1:
         raise SeglabError(f"--overlap must be in [0, 1), got {args.overlap}")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, device=args.device, tta=args.tta, overlap=args.overlap, batch_size=args.batch_size,
         blend=args.blend, block=args.block, margin=args.margin, decode_workers=max(args.decode_workers, 0),
     )
-    predictor.tile = (predictor.meta.get("patch_size") or 256) if args.tile is None else (args.tile or None)
+    predictor.tile = default_tile(predictor.meta) if args.tile is None else (args.tile or None)
     failures: list[str] = []
 
     def report(exc: SeglabError) -> None:

@@ -13,21 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The demo's recipe; the packaged recipe `nuclei_unet` (seglab/configs) holds the same settings.
-DEMO_RECIPE: dict[str, Any] = {
-    "task": "instance",
-    "method": "three_class",
-    "model": "unet",
-    "model_kwargs": {"depth": 4, "base_channels": 16},
-    "loss": "ce+dice",
-    "batch_size": 8,
-    "patch": 128,
-    "patches_per_image": 8,
-    "lr": 3e-3,
-    "schedule": "onecycle",
-    "augment": "default",
-    "workers": 1,
-}
+# The demo runs the plain command: only the task and the instance route are given; the recipe
+# (normalisation, patch, U-Net size, augmentation, decoder options) is planned from the data and
+# the budget (seglab.engine.autoconfig), as it is for any user's folder.
+DEMO_SETTINGS: dict[str, Any] = {"task": "instance", "method": "three_class", "model": "unet", "workers": 1}
 
 
 @dataclass(frozen=True)
@@ -61,7 +50,7 @@ def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | N
     out = Path(out)
     t0 = time.monotonic()
     dirs = make_demo_data(out / "data", seed=seed)
-    overrides = dict(DEMO_RECIPE, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
+    overrides = dict(DEMO_SETTINGS, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
                      minutes=minutes, seed=seed)
     if workers is not None:
         overrides["workers"] = workers
@@ -91,8 +80,8 @@ def _markdown(report: dict[str, Any], table: str, out: Path) -> str:
     lines = [
         "# seglab demo report",
         "",
-        "Built-in synthetic H&E-like nuclei; U-Net, 3-class target (background / interior / "
-        "boundary), CE + Dice, marker-controlled watershed.",
+        "Built-in synthetic H&E-like nuclei; U-Net sized from the data and the budget, 3-class "
+        "target (background / interior / boundary), CE + Dice, marker-controlled watershed.",
         "",
         f"Training: {tr['steps']} steps, {tr['epochs']} epochs, {tr['seconds']} s "
         f"({tr['images_per_second']} patches/s); prediction {report['prediction_seconds']} s.",

@@ -258,7 +258,10 @@ def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
     from seglab.engine.calibrate import calibrate_checkpoint
 
     device = "cuda" if _on_gpu(config) else "cpu"
-    record = calibrate_checkpoint(best, val_samples, user_kwargs=config.decoder_kwargs, tile=config.patch, device=device)
+    from seglab.inference.predictor import default_tile
+
+    tile = default_tile({"patch_size": config.patch})  # as seglab predict will run it
+    record = calibrate_checkpoint(best, val_samples, user_kwargs=config.decoder_kwargs, tile=tile, device=device)
     if record is not None:
         scores = ", ".join(f"{k:g}: {v:.4f}" for k, v in record["scores"].items())
         print(f"decoder calibrated on {record['images']} validation images: {record['option']} = "

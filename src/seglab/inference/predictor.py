@@ -80,6 +80,15 @@ def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | 
     return decoder_input(out, Recipe(task, method, 0, (), "", ()))
 
 
+def default_tile(meta: dict[str, Any]) -> int:
+    """Sliding-window tile for a checkpoint: its training patch, at least 256 px.
+
+    A fully convolutional network trained on small patches predicts larger tiles as well (its
+    normalisation layers are frozen), with fewer tile borders and less overlap work.
+    """
+    return max(int(meta.get("patch_size") or 256), 256)
+
+
 class Predictor:
     """Runs a segmentation model on whole images of any size.
 
