@@ -46,8 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--config", help="YAML config: a path or a packaged recipe name (nuclei_unet, nuclei_deeplabv3plus, ...)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
+    existing.add_argument("--overwrite", action="store_true", help="train afresh into a RUN_DIR that already holds checkpoints, replacing them")
     p.set_defaults(run=run)
+
+
+def refuse_existing_run(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """A run folder that holds checkpoints is only continued (``--resume``) or replaced on
+    request (``--overwrite``), never silently overwritten. Empty or checkpoint-free folders are fine."""
+    from seglab.errors import DataError
+
+    if resume or overwrite:
+        return
+    found = [name for name in ("best.ckpt", "last.ckpt") if (run_dir / name).is_file()]
+    if found:
+        raise DataError(run_dir, f"holds a trained run ({', '.join(found)}); pass --resume to continue it or --overwrite to replace it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         config_path = saved
     overrides = {key: getattr(args, key) for key in _OVERRIDES}
     config = resolve_config(config_path, overrides)
+    refuse_existing_run(Path(config.out), resume=args.resume, overwrite=args.overwrite)
     result = train(config, resume=args.resume)
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"best {result.monitor} {score}  steps {result.steps}  epochs {result.epochs}")
