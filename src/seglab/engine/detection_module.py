@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from seglab.data.detection import batch_to_targets
-from seglab.engine.module import BudgetModule, instance_record, log_instance_scores
+from seglab.engine.module import (
+    BudgetModule,
+    image_records,
+    instance_record,
+    log_instance_scores,
+    once_per_image,
+)
 from seglab.errors import SeglabError
 from seglab.instances.detections import detections_to_instances
 
@@ -83,9 +89,10 @@ class DetectionModule(BudgetModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         detections = self(batch["image"])
         shape = tuple(batch["image"].shape[-2:])
-        for gt, pred in zip(batch["instances"].cpu().numpy(), self.decode_instances(detections, shape), strict=True):
-            self._val_records.append(instance_record(gt, pred))
+        pairs = zip(batch["instances"].cpu().numpy(), self.decode_instances(detections, shape), strict=True)
+        self._val_records += image_records(batch, [instance_record(gt, pred) for gt, pred in pairs])
 
     def on_validation_epoch_end(self) -> None:
-        log_instance_scores(self, self._val_records)
+        """``val/aji`` and ``val/pq`` over every rank's images, each image once."""
+        log_instance_scores(self, once_per_image(self, self._val_records))
 

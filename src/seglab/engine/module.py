@@ -19,12 +19,37 @@ from seglab.engine.recipes import Recipe, decoder_input
 from seglab.errors import SeglabError
 
 
-def sum_over_ranks(module: L.LightningModule, values: np.ndarray) -> np.ndarray:
-    """Element-wise sum over DDP ranks (identity on one process)."""
-    tensor = torch.as_tensor(values, dtype=torch.float64, device=module.device)
-    if module.trainer.world_size > 1:
-        tensor = module.trainer.strategy.reduce(tensor, reduce_op="sum")
-    return tensor.cpu().numpy()
+def gather_over_ranks(module: L.LightningModule, obj: Any) -> list[Any]:
+    """Every DDP rank's (picklable) ``obj``, in rank order; ``[obj]`` on one process."""
+    import torch.distributed as dist
+
+    if module.trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def once_per_image(module: L.LightningModule, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's per-image validation records, each image once (identified by ``"stem"``).
+
+    Under DDP, Lightning's ``DistributedSampler`` pads the validation set so that every rank gets
+    as many images: the padding repeats images that another rank scores too, and pooling the
+    ranks' sums would count those twice. Every rank holds the same weights, so a repeat scores the
+    same and the first record of a stem is kept. Records without a stem are all kept.
+    """
+    unique: dict[Any, dict[str, Any]] = {}
+    for rank, rank_records in enumerate(gather_over_ranks(module, records)):
+        for i, record in enumerate(rank_records):
+            stem = record.get("stem")
+            unique.setdefault((rank, i) if stem is None else stem, record)
+    return list(unique.values())
+
+
+def image_records(batch: dict[str, Any], scores: list[dict[str, Any]], **shared: Any) -> list[dict[str, Any]]:
+    """One record per image of ``batch``: its stem (``None`` if the batch has none), ``scores``, ``shared``."""
+    stems = batch.get("stem") or [None] * len(scores)
+    return [{"stem": stem, **shared, **score} for stem, score in zip(stems, scores, strict=True)]
 
 
 def instance_record(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -34,12 +59,11 @@ def instance_record(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"aji": aji(gt, pred), "pq": panoptic_quality(gt, pred)["pq"]}
 
 
-def log_instance_scores(module: L.LightningModule, records: list[dict[str, float]]) -> None:
-    """Log ``val/aji`` and ``val/pq``: the mean over every rank's validation images."""
-    sums = [sum(r[key] for r in records) for key in ("aji", "pq")]
-    aji_sum, pq_sum, count = sum_over_ranks(module, np.array([*sums, len(records)]))
-    module.log("val/aji", float(aji_sum / max(count, 1)), prog_bar=True)
-    module.log("val/pq", float(pq_sum / max(count, 1)), prog_bar=True)
+def log_instance_scores(module: L.LightningModule, records: list[dict[str, Any]]) -> None:
+    """Log ``val/aji`` and ``val/pq``: the means over ``records``, one per image (:func:`once_per_image`)."""
+    count = max(len(records), 1)
+    for key in ("aji", "pq"):
+        module.log(f"val/{key}", sum(r[key] for r in records) / count, prog_bar=True)
 
 
 class BudgetModule(L.LightningModule):
@@ -107,7 +131,6 @@ class SegmentationModule(BudgetModule):
         pre = meta["preprocessing"]
         self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(pre["std"]).view(1, -1, 1, 1), persistent=False)
-        self._confusion = None
 
     # -- forward ----------------------------------------------------------------------------
     def normalise(self, image: torch.Tensor) -> torch.Tensor:
@@ -148,20 +171,26 @@ class SegmentationModule(BudgetModule):
     # -- validation -------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_records = []
-        if self.recipe.task == "semantic":
-            from seglab.metrics import ConfusionMatrix
-
-            self._confusion = ConfusionMatrix(self.recipe.num_classes, ignore_index=255)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Score every image of the batch on its own (see :meth:`on_validation_epoch_end`).
+
+        The batch's loss is recorded with each of its images (exact for the data module's
+        validation batches of one image).
+        """
         out = self(batch["image"])
-        self.log("val/loss", self._loss(out, batch), on_epoch=True, sync_dist=True, batch_size=len(batch["image"]))
+        loss = float(self._loss(out, batch))
         probs = self.probabilities(out)
         if self.recipe.task == "semantic":
-            self._confusion.update(probs.argmax(1).cpu().numpy(), batch["semantic"].cpu().numpy())
-            return
-        gts = batch["instances"].cpu().numpy()
-        self._val_records += [instance_record(g, p) for g, p in zip(gts, self.decode_instances(probs), strict=True)]
+            from seglab.metrics import confusion_matrix
+
+            pairs = zip(probs.argmax(1).cpu().numpy(), batch["semantic"].cpu().numpy(), strict=True)
+            k = self.recipe.num_classes
+            scores = [{"confusion": confusion_matrix(p, t, k, ignore_index=255)} for p, t in pairs]
+        else:
+            gts = batch["instances"].cpu().numpy()
+            scores = [instance_record(g, p) for g, p in zip(gts, self.decode_instances(probs), strict=True)]
+        self._val_records += image_records(batch, scores, loss=loss)
 
     def decode_instances(self, probs: torch.Tensor) -> list[np.ndarray]:
         """Instance maps (H x W int32) from the decoder input stack of a batch."""
@@ -184,13 +213,19 @@ class SegmentationModule(BudgetModule):
         return self.decode_instances(probs)
 
     def on_validation_epoch_end(self) -> None:
-        """Data-set scores over every rank's images: summed confusion matrix, mean over images."""
+        """Data-set scores over every rank's images, each image once (:func:`once_per_image`):
+        ``val/loss`` the mean over images; ``val/miou`` and ``val/dice`` from the summed confusion
+        matrix (semantic task), else ``val/aji`` and ``val/pq`` the means over images."""
+        records = once_per_image(self, self._val_records)
+        if records:
+            self.log("val/loss", sum(r["loss"] for r in records) / len(records))
         if self.recipe.task == "semantic":
             from seglab.metrics import scores_from_matrix
 
-            scores = scores_from_matrix(sum_over_ranks(self, self._confusion.matrix))
+            matrix = sum((r["confusion"] for r in records), np.zeros((self.recipe.num_classes,) * 2, np.int64))
+            scores = scores_from_matrix(matrix)
             self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True)
             self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])))
             return
-        log_instance_scores(self, self._val_records)
+        log_instance_scores(self, records)
 
