@@ -61,14 +61,34 @@ def test_embedding_route_adds_the_discriminative_loss():
     module = _module("embedding", embedding_loss_weight=0.7, delta_v=0.4, delta_d=1.2)
     batch = _batch()
     out = module(batch["image"])
-    # spatial embeddings by default: the pixel's (y, x) / 5 added to the first two channels
-    emb = out["embedding"].float().clone()
+    # spatial embeddings by default: the pixel's (y, x) / 5 added to the first two channels for the
+    # pull and push terms; the regulariser keeps the centres of the learned offsets small
+    learned = out["embedding"].float()
+    emb = learned.clone()
     ys, xs = torch.meshgrid(torch.arange(emb.shape[2]), torch.arange(emb.shape[3]), indexing="ij")
     emb[:, 0] += ys / 5.0
     emb[:, 1] += xs / 5.0
-    expected = 0.7 * DiscriminativeLoss(delta_v=0.4, delta_d=1.2)(emb, batch["instances"])
+    loss_fn = DiscriminativeLoss(delta_v=0.4, delta_d=1.2)
+    spatial = loss_fn(emb, batch["instances"], return_components=True)
+    offsets = loss_fn(learned, batch["instances"], return_components=True)
+    expected = 0.7 * (spatial["var"] + spatial["dist"] + 0.001 * offsets["reg"])
     torch.testing.assert_close(module.aux_loss(out, batch), expected)
     assert module.meta["decoder"]["kwargs"] == {"delta_v": 0.4, "coord_unit": 5.0}
+
+
+def test_spatial_embedding_loss_ignores_the_coordinate_origin(monkeypatch):
+    """Shifting the image origin (a constant added to every pixel's coordinates) changes nothing."""
+    from seglab.engine import embedding_module
+    from seglab.instances.embedding import coordinate_channels
+
+    module = _module("embedding")
+    batch = _batch()
+    out = module(batch["image"])
+    before = module.aux_loss(out, batch)
+    shift = torch.tensor([7.0, -3.5, 0.0, 0.0]).view(4, 1, 1)
+    monkeypatch.setattr(embedding_module, "coordinate_channels", lambda e, u: coordinate_channels(e, u) + shift)
+    monkeypatch.setattr(embedding_module, "with_coordinates", lambda e, u: e + coordinate_channels(e, u) + shift)
+    torch.testing.assert_close(module.aux_loss(out, batch), before)
 
 
 def test_plain_embeddings_with_coord_unit_zero():

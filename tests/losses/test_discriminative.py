@@ -95,6 +95,30 @@ def test_ids_are_arbitrary_and_images_never_mix():
     )
 
 
+def test_spatial_coordinates_are_regularised_out_and_shift_invariant():
+    """With coordinates, L_var and L_dist see embeddings + coordinates, L_reg the embeddings alone,
+    so moving the coordinates' origin (a constant added to them) leaves the loss unchanged."""
+    from seglab.instances.embedding import coordinate_channels
+
+    emb = torch.randn(4, 3, 10, 12)
+    inst = random_instances()
+    coords = coordinate_channels(emb, 4.0)
+    loss_fn = DiscriminativeLoss(gamma=0.1)
+    out = loss_fn(emb, inst, coordinates=coords, return_components=True)
+    _, summed = paper_loss(emb + coords, inst, 0.5, 1.5, 1.0, 1.0, 0.1)
+    _, learned = paper_loss(emb, inst, 0.5, 1.5, 1.0, 1.0, 0.1)
+    torch.testing.assert_close(out["var"], summed["var"])
+    torch.testing.assert_close(out["dist"], summed["dist"])
+    torch.testing.assert_close(out["reg"], learned["reg"])
+    for shift in ([25.0, -4.0, 0.0], [-100.0, 3.0, 2.0]):
+        moved = coords + torch.tensor(shift).view(3, 1, 1)
+        torch.testing.assert_close(loss_fn(emb, inst, coordinates=moved), out["loss"])
+    # adding the coordinates to the embeddings instead puts them into L_reg: not shift invariant
+    assert not torch.allclose(loss_fn(emb + coords + 25.0, inst), loss_fn(emb + coords, inst))
+    with pytest.raises(ValueError, match="coordinates"):
+        loss_fn(emb, inst, coordinates=coords[:2])
+
+
 def test_empty_batch_is_zero_with_gradient():
     emb = torch.randn(2, 4, 5, 5, requires_grad=True)
     out = DiscriminativeLoss()(emb, torch.zeros(2, 5, 5, dtype=torch.long), return_components=True)

@@ -30,7 +30,7 @@ import torch
 from seglab.engine.module import SegmentationModule
 from seglab.engine.recipes import EMBEDDING_METHODS
 from seglab.errors import ConfigError
-from seglab.instances.embedding import with_coordinates
+from seglab.instances.embedding import coordinate_channels, with_coordinates
 from seglab.losses.discriminative import DiscriminativeLoss
 from seglab.losses.embedding import (
     FathiPairLoss,
@@ -138,11 +138,13 @@ class EmbeddingModule(SegmentationModule):
     def aux_loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """The route's embedding loss (see the module docstring), added to the base aux loss."""
         total = super().aux_loss(out, batch)
-        emb = with_coordinates(out["embedding"].float(), self.coord_unit)
+        learned = out["embedding"].float()
+        emb = with_coordinates(learned, self.coord_unit)
         instances = batch["instances"]
         method = self.recipe.method
-        if method == "embedding":
-            part = self.embedding_loss_weight * self.discriminative(emb, instances)
+        if method == "embedding":  # regularises the learned offsets, not the positions added to them
+            coordinates = coordinate_channels(learned, self.coord_unit)
+            part = self.embedding_loss_weight * self.discriminative(learned, instances, coordinates=coordinates)
         elif method == "seeds":
             valid = batch["foreground"] != 255 if "foreground" in batch else None
             part = self.embedding_loss_weight * self.pair_loss(emb, instances)

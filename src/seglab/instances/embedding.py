@@ -59,18 +59,19 @@ def _finish(labels: np.ndarray, min_size: int, split_components: bool) -> np.nda
     return relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32)
 
 
-def with_coordinates(embeddings: torch.Tensor, unit: float) -> torch.Tensor:
-    """Add each pixel's ``(y / unit, x / unit)`` to the first two embedding channels.
+def coordinate_channels(embeddings: torch.Tensor, unit: float) -> torch.Tensor | None:
+    """Each pixel's ``(y / unit, x / unit)`` in the first two of the embeddings' E channels.
 
-    ``unit <= 0`` returns the embeddings unchanged. Positions count from the map's top-left
-    pixel; the losses of this route are invariant to a common shift, so patch, tile and block
-    origins need not agree.
+    ``unit <= 0`` gives ``None`` (plain embeddings). Positions count from the map's top-left
+    pixel; the losses of this route are invariant to a common shift of them (the discriminative
+    loss regularises the learned embeddings, not these), so patch, tile and block origins need
+    not agree.
 
     Shape:
-        embeddings: (N x) E x H x W with E >= 2 -> the same shape (a new tensor).
+        embeddings: (N x) E x H x W with E >= 2 -> E x H x W (zeros beyond the first two channels).
     """
     if unit <= 0:
-        return embeddings
+        return None
     if embeddings.shape[-3] < 2:
         raise ConfigError(f"spatial embeddings need embedding_dim >= 2, got {embeddings.shape[-3]}")
     h, w = embeddings.shape[-2:]
@@ -78,7 +79,18 @@ def with_coordinates(embeddings: torch.Tensor, unit: float) -> torch.Tensor:
     xs = torch.arange(w, device=embeddings.device, dtype=embeddings.dtype) / unit
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # 2 x H x W
     pad = embeddings.new_zeros((embeddings.shape[-3] - 2, h, w))
-    return embeddings + torch.cat([grid, pad])
+    return torch.cat([grid, pad])
+
+
+def with_coordinates(embeddings: torch.Tensor, unit: float) -> torch.Tensor:
+    """Add each pixel's ``(y / unit, x / unit)`` to the first two embedding channels
+    (:func:`coordinate_channels`); ``unit <= 0`` returns the embeddings unchanged.
+
+    Shape:
+        embeddings: (N x) E x H x W with E >= 2 -> the same shape (a new tensor).
+    """
+    coordinates = coordinate_channels(embeddings, unit)
+    return embeddings if coordinates is None else embeddings + coordinates
 
 
 def default_bandwidth(delta_v: float) -> float:

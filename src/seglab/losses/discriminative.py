@@ -11,6 +11,13 @@ with C instances (background id 0 excluded), centres mu_c = mean of the embeddin
 Each term is computed per image and averaged over the N images of the batch; an image without
 instances contributes 0 to every term, an image with one instance has no distance term (0).
 
+Spatial embeddings (``coordinates``, Novotny et al. 2018, see :mod:`seglab.instances.embedding`):
+the pixels' positions are added to the learned embeddings for L_var and L_dist, which depend on
+differences only; L_reg keeps the centres of the *learned* embeddings small (an offset field whose
+mean per instance stays near 0), not those of the sums, which would depend on where the map's
+origin is. The loss is therefore unchanged by a common shift of the coordinates: a patch scores
+the same wherever it was cut from.
+
 Vectorisation: an instance is the pair (image, id). All pairs of the batch get one segment number
 (``torch.unique`` of ``image * (max_id + 1) + id``), so instances of different images never mix and
 ids may be arbitrary. Centres and per-instance means are segment sums (``index_add``) divided by
@@ -67,6 +74,8 @@ class DiscriminativeLoss(nn.Module):
     Shape:
         - embeddings: N x E x H x W float.
         - instances: N x H x W integer, 0 = background, other ids arbitrary (not contiguous).
+        - coordinates (optional): (N x) E x H x W added to the embeddings for L_var and L_dist
+          (:func:`seglab.instances.embedding.coordinate_channels`); L_reg ignores them.
         - output: scalar, or with ``return_components=True`` a dict of scalars
           ``loss, var, dist, reg`` (the three terms unweighted).
 
@@ -92,20 +101,25 @@ class DiscriminativeLoss(nn.Module):
         self.last_components: dict[str, float] = {}
 
     def forward(
-        self, embeddings: torch.Tensor, instances: torch.Tensor, *, return_components: bool = False
+        self, embeddings: torch.Tensor, instances: torch.Tensor, *, coordinates: torch.Tensor | None = None,
+        return_components: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Return the loss (see the class docstring for shapes)."""
         _check(embeddings, instances)
-        var, dist, reg = self.terms(embeddings, instances)
+        if coordinates is not None and tuple(coordinates.shape[-3:]) != tuple(embeddings.shape[1:]):
+            raise LossInputError(
+                f"coordinates {tuple(coordinates.shape)} do not match embeddings {tuple(embeddings.shape)}"
+            )
+        var, dist, reg = self.terms(embeddings, instances, coordinates)
         loss = self.alpha * var + self.beta * dist + self.gamma * reg
         parts = {"loss": loss, "var": var, "dist": dist, "reg": reg}
         self.last_components = {k: float(v.detach()) for k, v in parts.items()}
         return parts if return_components else loss
 
     def terms(
-        self, embeddings: torch.Tensor, instances: torch.Tensor
+        self, embeddings: torch.Tensor, instances: torch.Tensor, coordinates: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """L_var, L_dist, L_reg averaged over the batch (unweighted)."""
+        """L_var, L_dist, L_reg averaged over the batch (unweighted); see :meth:`forward`."""
         n, e = embeddings.shape[:2]
         pixels = embeddings.reshape(n, e, -1).transpose(1, 2)  # N x P x E
         ids = instances.reshape(n, -1).long()
@@ -117,15 +131,23 @@ class DiscriminativeLoss(nn.Module):
         key = image * (ids.max() + 1) + ids[foreground]
         keys, segment = torch.unique(key, return_inverse=True)  # sorted: grouped by image
         segment_image = keys // (ids.max() + 1)
-        x = pixels[foreground]  # M x E
-        size = torch.bincount(segment, minlength=keys.numel()).to(x.dtype)
-        centres = x.new_zeros(keys.numel(), e).index_add(0, segment, x) / size.unsqueeze(1)
+        learned = pixels[foreground]  # M x E
+        size = torch.bincount(segment, minlength=keys.numel()).to(learned.dtype)
+
+        def centre(v: torch.Tensor) -> torch.Tensor:
+            return v.new_zeros(keys.numel(), e).index_add(0, segment, v) / size.unsqueeze(1)
+
+        learned_centres = centre(learned)
+        x, centres = learned, learned_centres
+        if coordinates is not None:
+            positions = coordinates.expand_as(embeddings).reshape(n, e, -1).transpose(1, 2)[foreground]
+            x, centres = learned + positions, learned_centres + centre(positions)
         instances_per_image = torch.bincount(segment_image, minlength=n).to(x.dtype)
 
         pull = F.relu(torch.linalg.vector_norm(x - centres[segment], dim=1) - self.delta_v) ** 2
         var = _segment_mean(_segment_mean(pull, segment, size), segment_image, instances_per_image)
         reg = _segment_mean(
-            torch.linalg.vector_norm(centres, dim=1), segment_image, instances_per_image
+            torch.linalg.vector_norm(learned_centres, dim=1), segment_image, instances_per_image
         )
 
         same_image = segment_image.unsqueeze(0) == segment_image.unsqueeze(1)
