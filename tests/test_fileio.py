@@ -70,3 +70,35 @@ def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_output_checks_name_the_path_and_create_nothing(tmp_path, monkeypatch):
+    from seglab.errors import DataError
+    from seglab.fileio import check_output_dir, check_output_file
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert check_output_dir(tmp_path / "new" / "deeper", "--out") == tmp_path / "new" / "deeper"
+    assert check_output_file(tmp_path / "new" / "r.json", "--json") == tmp_path / "new" / "r.json"
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(DataError, match="--out must be a folder, but this is a file"):
+        check_output_dir(afile, "--out")
+    with pytest.raises(DataError, match=f"cannot create --out: {afile} is a file"):
+        check_output_dir(afile / "run", "--out")
+    with pytest.raises(DataError, match="--json must be a file, but this is a folder"):
+        check_output_file(tmp_path, "--json")
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # as for a user without write permission
+    with pytest.raises(DataError, match=f"cannot write --out: permission denied on {tmp_path}"):
+        check_output_dir(tmp_path / "run", "--out")
+
+
+def test_atomic_path_errors_name_the_target(tmp_path):
+    from seglab.errors import DataError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="afile/out.txt: cannot write"):
+        write_text_atomic(tmp_path / "afile" / "out.txt", "y")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(DataError, match="adir: cannot write"):
+        write_text_atomic(tmp_path / "adir", "y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # no temporary debris

@@ -7,7 +7,9 @@ saved as ``RUN_DIR/config.yaml`` so that a run can be repeated exactly.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +19,36 @@ from seglab.errors import ConfigError, DataError
 
 Task = Literal["instance", "semantic"]
 Method = Literal["three_class", "distance", "embedding", "seeds", "recurrent"]
+
+
+class _BadValue(ValueError):
+    """A bad value of one config key; the key lets the error name where the value came from."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f"must be >= {low}"
+
+
+# key -> (test, problem); an optional key left at None is not checked
+_VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "val_fraction": ((lambda v: 0.0 < v < 1.0), "must lie in (0, 1)"),
+    "patch": _at_least(16),
+    **{key: _at_least(1) for key in ("batch_size", "patches_per_image", "devices", "num_nodes", "val_every", "embedding_dim")},
+    "workers": _at_least(0),
+    "warmup": ((lambda v: 0.0 <= v < 1.0), "must lie in [0, 1)"),
+    "num_classes": _at_least(2),
+    "minutes": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
+    "epochs": ((lambda v: v > 0), "must be positive"),
+    "max_steps": ((lambda v: v > 0), "must be positive"),
+    "lr": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
+    "weight_decay": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0"),
+    "grad_clip": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0 (or null: off)"),
+    "seed": ((lambda v: 0 <= v < 2**32), "must lie in [0, 2**32 - 1]"),
+}
 
 
 class TrainConfig(BaseModel):
@@ -65,20 +97,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError("val_fraction must lie in (0, 1)")
-        if self.patch < 16 or self.batch_size < 1 or self.patches_per_image < 1:
-            raise ValueError("patch must be >= 16 and batch_size, patches_per_image >= 1")
-        if self.devices < 1 or self.num_nodes < 1 or self.val_every < 1 or (self.embedding_dim or 1) < 1:
-            raise ValueError("devices, num_nodes, val_every and embedding_dim must be >= 1")
-        if self.workers < 0 or not 0.0 <= self.warmup < 1.0:
-            raise ValueError("workers must be >= 0 and warmup in [0, 1)")
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError("num_classes must be >= 2")
-        for name in ("minutes", "epochs", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive")
+        for key, (ok, problem) in _VALUE_RULES.items():
+            value = getattr(self, key)
+            if value is not None and not ok(value):
+                raise _BadValue(key, f"{problem}, got {value!r}")
         return self
 
     @property
@@ -86,9 +108,11 @@ class TrainConfig(BaseModel):
         return any(v is not None for v in (self.minutes, self.epochs, self.max_steps))
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
+def _format_validation_error(exc: ValidationError, source: str, flags: frozenset[str] = frozenset()) -> ConfigError:
+    """One line naming where the bad value came from: ``--flag: ...`` for a key in ``flags``,
+    else ``source: key: ...`` (the YAML file)."""
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
+    key = getattr((err.get("ctx") or {}).get("error"), "key", None) or ".".join(str(p) for p in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         flag = "--" + key.replace("_", "-")
@@ -96,6 +120,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
     if err["type"] == "extra_forbidden":
         valid = ", ".join(sorted(TrainConfig.model_fields))
         return ConfigError(f"{source}: unknown config key {key!r}; valid keys: {valid}")
+    if key.split(".")[0] in flags:
+        return ConfigError(f"--{key.split('.')[0].replace('_', '-')}: {msg}")
     return ConfigError(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
 
 
@@ -140,19 +166,21 @@ def resolve_config(
 ) -> TrainConfig:
     """Defaults <- YAML file (a path or a packaged recipe's name) <- overrides (flags).
 
-    ``None`` overrides are ignored.
+    ``None`` overrides are ignored. Errors name the flag (``--lr``) when the bad value came from
+    the overrides, else the YAML file.
     """
     values: dict[str, Any] = {}
     source = "config"
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     if yaml_path is not None:
         yaml_path = find_config(yaml_path)
         values.update(load_yaml(yaml_path))
         source = str(yaml_path)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update(flags)
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise _format_validation_error(exc, source) from None
+        raise _format_validation_error(exc, source, frozenset(flags)) from None
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str], *, notes: list[str] | None = None) -> None:

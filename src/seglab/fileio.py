@@ -66,18 +66,30 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = False) -> Itera
             supports folder fsync), so that after a crash or power cut the name holds either the
             old or the complete new content. Costs a disk flush: meant for checkpoints.
 
+    Raises:
+        DataError: naming ``path`` when its folder cannot be created or written, or the
+            rename fails (a folder of that name).
+
     Example:
         >>> with atomic_path("out/mask.png") as tmp:
         ...     Image.fromarray(mask).save(tmp)
     """
+    from seglab.errors import DataError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_beside(path)
+    except OSError as exc:  # a file in the way, no permission, a read-only file system
+        raise DataError(path, f"cannot write ({exc.strerror or type(exc).__name__})") from None
     try:
         yield tmp
         if durable:
             _fsync(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. a folder of that name
+            raise DataError(path, f"cannot write ({exc.strerror or type(exc).__name__})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -94,3 +106,52 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
     """Serialise ``obj`` as JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def _check_can_create(folder: Path, path: Path, what: str) -> None:
+    """``folder`` exists as a writable folder, or can be created: its nearest existing ancestor is one."""
+    from seglab.errors import DataError
+
+    probe = folder.absolute()
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    except PermissionError:  # a parent folder that may not be searched
+        raise DataError(path, f"cannot write {what}: permission denied on {probe}") from None
+    if not probe.is_dir():
+        if probe == path.absolute():  # the output folder itself
+            raise DataError(path, f"{what} must be a folder, but this is a file")
+        raise DataError(path, f"cannot create {what}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(path, f"cannot write {what}: permission denied on {probe}")
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "the output") -> Path:
+    """Fail before any work when ``path`` cannot become a writable output folder; creates nothing.
+
+    Args:
+        path: the folder (it may not exist yet).
+        what: how the error names it, e.g. the flag that gave it (``"--out"``).
+
+    Raises:
+        DataError: ``path`` is a file, a file stands where a parent folder should be, or the
+            folder (or its nearest existing parent) is not writable.
+    """
+    path = Path(path)
+    _check_can_create(path, path, what)
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "the output") -> Path:
+    """Fail before any work when ``path`` cannot be written as a file (see :func:`check_output_dir`).
+
+    Raises:
+        DataError: ``path`` is a folder, or its folder cannot be created or written.
+    """
+    from seglab.errors import DataError
+
+    path = Path(path)
+    _check_can_create(path.parent, path, what)
+    if path.is_dir():
+        raise DataError(path, f"{what} must be a file, but this is a folder")
+    return path

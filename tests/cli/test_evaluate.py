@@ -74,3 +74,13 @@ def test_missing_prediction_writes_nothing(labels, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "t1.tif" in err and "no prediction" in err
     assert not out_json.exists()
+
+
+def test_json_that_is_a_folder_or_under_a_file_is_one_line(labels, capsys):
+    (labels / "afile").write_text("x")
+    for target, message in ((labels / "data", "--json must be a file, but this is a folder"),
+                            (labels / "afile" / "r.json", f"cannot create --json: {labels / 'afile'} is a file")):
+        rc = seglab.cli.main(["evaluate", "--pred", str(labels / "data"), "--gt", str(labels / "data"),
+                              "--task", "instance", "--json", str(target)])
+        err = capsys.readouterr()
+        assert rc == 2 and err.err.count("\n") == 1 and message in err.err and not err.out  # checked before scoring

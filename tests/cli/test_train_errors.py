@@ -59,3 +59,54 @@ def test_empty_or_checkpoint_free_run_folder_is_fine(trained, data, tmp_path):
     for run in (empty, other, tmp_path / "new"):
         assert seglab.cli.main(["train", "--data", str(data), "--out", str(run), "--max-steps", "1"]) == 0
     assert len(trained) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
+        (["--lr", "-1"], "--lr: must be a finite number > 0, got -1.0"),
+        (["--seed", "-1"], "--seed: must lie in [0, 2**32 - 1], got -1"),
+    ],
+)
+def test_bad_flags_are_one_line_and_write_nothing(trained, data, tmp_path, capsys, extra, expected):
+    run = tmp_path / "run"
+    assert seglab.cli.main(["train", "--data", str(data), "--out", str(run), "--max-steps", "1", *extra]) == 2
+    assert expected in _one_error_line(capsys)
+    assert not trained and not run.exists()
+
+
+def test_bad_yaml_value_names_the_yaml_file(trained, data, tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("lr: .nan\nweight_decay: 0.01\n")
+    assert seglab.cli.main(["train", "--config", str(cfg), "--data", str(data), "--out", str(tmp_path / "r")]) == 2
+    assert _one_error_line(capsys) == f"seglab: error: {cfg}: lr: must be a finite number > 0, got nan"
+    cfg.write_text("weight_decay: -1\n")
+    assert seglab.cli.main(["train", "--config", str(cfg), "--data", str(data), "--out", str(tmp_path / "r"), "--lr", "0.01"]) == 2
+    assert _one_error_line(capsys).startswith(f"seglab: error: {cfg}: weight_decay: must be a finite number >= 0")
+    assert not trained
+
+
+def test_out_that_is_a_file_is_one_line(trained, data, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for out, expected in ((afile, f"{afile}: --out must be a folder, but this is a file"),
+                          (afile / "run", f"{afile / 'run'}: cannot create --out: {afile} is a file")):
+        assert seglab.cli.main(["train", "--data", str(data), "--out", str(out), "--max-steps", "1"]) == 2
+        assert expected in _one_error_line(capsys)
+    assert not trained and afile.read_text() == "not a folder"
+
+
+def test_gpu_accelerator_without_gpu_is_one_line(trained, data, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--max-steps", "1"]
+    assert seglab.cli.main([*argv, "--accelerator", "cuda"]) == 2
+    assert "--accelerator: 'cuda' asked for, but this machine has no such GPU" in _one_error_line(capsys)
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text("accelerator: gpu\n")
+    assert seglab.cli.main([*argv, "--config", str(cfg)]) == 2
+    assert f"{cfg}: accelerator: 'gpu' asked for" in _one_error_line(capsys)
+    assert not trained

@@ -134,3 +134,13 @@ def test_banded_label_checks_match_whole_file_checks(tmp_path):
     bad[2999, 5] = -3
     tifffile.imwrite(tmp_path / "labels" / "a.tif", bad.astype(np.int32), tile=(256, 256), compression="zlib")
     assert check_dataset(tmp_path).problems == [f"{tmp_path / 'labels' / 'a.tif'}: label map holds negative values"]
+
+
+def test_synth_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["data", "synth", "--out", str(out), "--n", "1", "--size", "32"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"seglab: error: {out}: ") and "--out" in err
+    assert afile.read_text() == "x"

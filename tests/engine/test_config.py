@@ -1,5 +1,7 @@
 """Config resolution: defaults <- YAML <- flags, and one-line errors for bad keys and values."""
 
+import re
+
 import pytest
 
 from seglab.config import TrainConfig, resolve_config, save_config
@@ -31,7 +33,7 @@ def test_unknown_key_lists_valid_keys(tmp_path):
 
 
 def test_bad_values_and_files_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="patch must be >= 16"):
+    with pytest.raises(ConfigError, match="--patch: must be >= 16, got 8"):
         resolve_config(None, {"data": "d", "out": "o", "patch": 8})
     with pytest.raises(ConfigError, match="task"):
         resolve_config(None, {"data": "d", "out": "o", "task": "panoptic"})
@@ -45,9 +47,29 @@ def test_bad_values_and_files_are_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("workers", -1, "workers must be >= 0"), ("num_classes", 1, "num_classes must be >= 2"),
-     ("devices", 0, "devices"), ("warmup", 1.5, "warmup in [0, 1)")],
+    [("workers", -1, "--workers: must be >= 0"), ("num_classes", 1, "--num-classes: must be >= 2"),
+     ("devices", 0, "--devices"), ("warmup", 1.5, "--warmup: must lie in [0, 1)")],
 )
 def test_out_of_range_values(key, value, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
         resolve_config(None, {"data": "d", "out": "o", key: value})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("lr", float("nan"), "must be a finite number > 0, got nan"), ("lr", -1.0, "must be a finite number > 0"),
+     ("lr", 0.0, "must be a finite number > 0"), ("weight_decay", -0.1, "must be a finite number >= 0"),
+     ("seed", -1, r"must lie in \[0, 2\*\*32 - 1\], got -1"), ("minutes", float("inf"), "must be a finite number > 0")],
+)
+def test_bad_values_name_the_flag_or_the_yaml_file(tmp_path, key, value, message):
+    """The same bad value is blamed on its flag when it came from a flag, on the file from YAML."""
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"^{flag}: {message}"):
+        resolve_config(None, {"data": "d", "out": "o", key: value})
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"data: d\nout: o\n{key}: {value}\n".replace("nan", ".nan").replace("inf", ".inf"))
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(cfg))}: {key}: {message}"):
+        resolve_config(cfg)
+    cfg.write_text("data: d\nout: o\nlr: 0.001\n")  # a good YAML value, a bad flag: the flag is named
+    with pytest.raises(ConfigError, match=f"^{flag}: "):
+        resolve_config(cfg, {key: value})

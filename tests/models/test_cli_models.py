@@ -48,3 +48,11 @@ def test_analyze_refuses_detection_models_in_one_line(capsys):
     assert main(["models", "--analyze", "maskrcnn"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("seglab: error:") and "detection model" in err and "\n" not in err
+
+
+def test_zero_input_channels_is_one_line(monkeypatch, capsys):
+    import seglab.cli
+
+    monkeypatch.setattr(seglab.cli, "COMMANDS", {"models": "seglab.cli.models"})
+    assert seglab.cli.main(["models", "--analyze", "unet", "--in-channels", "0"]) == 2
+    assert capsys.readouterr().err == "seglab: error: --in-channels: must be >= 1, got 0\n"

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except SeglabError as exc:
         print(f"seglab: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused (permission, read-only, disk full): still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"seglab: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("seglab: interrupted", file=sys.stderr)
         return 130

@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "synth":
         from seglab.data.synthetic import write_synthetic_dataset
+        from seglab.fileio import check_output_dir
 
+        check_output_dir(args.out, "--out")
         stems = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, style=args.style)
         print(f"wrote {len(stems)} {args.style} tiles of {args.size} x {args.size} to {args.out} (images/, labels/)")
         return 0

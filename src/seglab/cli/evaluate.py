@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seglab.fileio import write_json_atomic
+    from seglab.fileio import check_output_file, write_json_atomic
     from seglab.metrics.evaluate import evaluate_folders, format_table
 
+    if args.json:
+        check_output_file(args.json, "--json")
     report = evaluate_folders(args.pred, args.gt, task=args.task, num_classes=args.num_classes)
     print(format_table(report))
     if args.json:

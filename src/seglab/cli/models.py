@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 1 or args.batch < 1:
         raise ConfigError("--size and --batch must be positive")
+    if args.in_channels < 1:
+        raise ConfigError(f"--in-channels: must be >= 1, got {args.in_channels}")
     if args.analyze is None:
         print(f"{'model':<15}{'parameters':>14}{'GMACs@256':>12}  class")
         for name, cls in MODELS.items():

@@ -36,13 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seglab.errors import SeglabError
+    from seglab.fileio import check_output_dir
     from seglab.inference import Predictor, expand_inputs, predict_files
-    from seglab.inference.predictor import default_tile
+    from seglab.inference.predictor import default_tile, resolve_device
 
     if not 0 <= args.overlap < 1:
         raise SeglabError(f"--overlap must be in [0, 1), got {args.overlap}")
     if (args.tile is not None and args.tile < 0) or args.batch_size < 1 or args.block < 1 or args.margin < 0:
         raise SeglabError("--tile, --batch-size, --block must be positive and --margin non-negative")
+    try:
+        resolve_device(args.device)
+    except SeglabError as exc:
+        raise SeglabError(f"--device: {exc}") from None
+    check_output_dir(args.output, "--output")
     inputs = expand_inputs(args.input)
     predictor = Predictor.from_checkpoint(
         args.checkpoint, device=args.device, tta=args.tta, overlap=args.overlap, batch_size=args.batch_size,

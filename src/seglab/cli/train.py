@@ -64,9 +64,22 @@ def refuse_existing_run(run_dir: Path, *, resume: bool, overwrite: bool) -> None
         raise DataError(run_dir, f"holds a trained run ({', '.join(found)}); pass --resume to continue it or --overwrite to replace it")
 
 
+def check_accelerator(accelerator: str, where: str) -> None:
+    """A GPU accelerator asked for on a machine without one is a one-line error, not Lightning's traceback."""
+    import torch
+
+    from seglab.errors import ConfigError
+
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    if (accelerator == "cuda" and not cuda) or (accelerator == "mps" and not mps) or (accelerator == "gpu" and not (cuda or mps)):
+        raise ConfigError(f"{where}: {accelerator!r} asked for, but this machine has no such GPU; use cpu or auto")
+
+
 def run(args: argparse.Namespace) -> int:
     from seglab.config import resolve_config
     from seglab.engine.trainer import train
+    from seglab.fileio import check_output_dir
 
     config_path = args.config
     saved = Path(args.out) / "config.yaml"
@@ -74,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         config_path = saved
     overrides = {key: getattr(args, key) for key in _OVERRIDES}
     config = resolve_config(config_path, overrides)
+    check_output_dir(config.out, "--out")
     refuse_existing_run(Path(config.out), resume=args.resume, overwrite=args.overwrite)
+    check_accelerator(config.accelerator, "--accelerator" if args.accelerator else f"{config_path}: accelerator")
     result = train(config, resume=args.resume)
     score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"best {result.monitor} {score}  steps {result.steps}  epochs {result.epochs}")

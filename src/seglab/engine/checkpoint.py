@@ -101,11 +101,25 @@ def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoint>") -> torch.nn.Module:
-    """Re-create the model recorded in a checkpoint and load its weights (eval mode)."""
+    """Re-create the model recorded in a checkpoint and load its weights (eval mode).
+
+    Raises:
+        DataError: naming ``path``, when the recorded model spec is incomplete or does not build,
+            or the weights do not fit it.
+    """
+    from seglab.errors import SeglabError
     from seglab.models import create_model
 
     spec = ckpt["seglab"]["model"]
-    model = create_model(spec["name"], **spec["kwargs"])
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
+        raise DataError(path, "seglab metadata: model must be {name: ..., kwargs: {...}}")
+    if "num_classes" not in spec["kwargs"]:
+        raise DataError(path, f"seglab metadata: model {spec['name']!r} kwargs lack num_classes")
+    try:
+        model = create_model(spec["name"], **spec["kwargs"])
+    except (SeglabError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(path, f"recorded model {spec['name']!r} does not build: {first}") from None
     try:
         model.load_state_dict(model_state_dict(ckpt))
     except RuntimeError as exc:

@@ -37,7 +37,10 @@ TASKS = ("instance", "semantic")
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``cpu`` or ``cuda[:i]``; CUDA must be available when asked for (else a one-line error)."""
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SeglabError(f"unsupported device {str(device)!r}; use cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SeglabError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu")
     if dev.type not in ("cpu", "cuda"):

@@ -1,0 +1,71 @@
+"""`seglab predict`: bad options and bad checkpoints end in one line, before anything is written."""
+
+import pytest
+import torch
+
+import seglab.cli
+from seglab.data.io import write_image
+from seglab.data.synthetic import synth_tile
+from seglab.engine.checkpoint import make_meta, save_checkpoint
+from seglab.models import create_model
+
+KW = {"in_channels": 3, "num_classes": 3, "depth": 2, "base_channels": 4}
+
+
+def _meta(**changes):
+    meta = make_meta(task="instance", model_name="unet", model_kwargs=KW, method="three_class",
+                     preprocessing={"in_channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3},
+                     decoder={"name": "three_class_watershed", "kwargs": {"min_size": 3}}, patch_size=32)
+    meta.update(changes)
+    return meta
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict_errors")
+    torch.manual_seed(0)
+    model = create_model("unet", **KW)
+    save_checkpoint(root / "m.ckpt", model, _meta())
+    no_classes = {k: v for k, v in KW.items() if k != "num_classes"}
+    save_checkpoint(root / "no_classes.ckpt", model, _meta(model={"name": "unet", "kwargs": no_classes}))
+    write_image(root / "images" / "a.png", synth_tile(48, seed=0)[0])
+    return root
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    monkeypatch.setattr(seglab.cli, "COMMANDS", {"predict": "seglab.cli.predict"})
+
+    def run(*argv):
+        status = seglab.cli.main(["predict", *map(str, argv)])
+        err = capsys.readouterr().err.strip()
+        return status, err
+
+    return run
+
+
+def _is_one_line(status, err):
+    return status == 2 and err.startswith("seglab: error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_output_that_is_a_file(cli, setup, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    status, err = cli("--checkpoint", setup / "m.ckpt", "--input", setup / "images", "--output", afile)
+    assert _is_one_line(status, err) and f"{afile}: --output must be a folder, but this is a file" in err
+    status, err = cli("--checkpoint", setup / "m.ckpt", "--input", setup / "images", "--output", afile / "sub")
+    assert _is_one_line(status, err) and f"cannot create --output: {afile} is a file" in err
+    assert afile.read_text() == "x"
+
+
+def test_unknown_device(cli, setup, tmp_path):
+    status, err = cli("--checkpoint", setup / "m.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--device", "banana")
+    assert _is_one_line(status, err) and "--device: unsupported device 'banana'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_without_num_classes_names_the_file(cli, setup, tmp_path):
+    bad = setup / "no_classes.ckpt"
+    status, err = cli("--checkpoint", bad, "--input", setup / "images", "--output", tmp_path / "o")
+    assert _is_one_line(status, err) and err == f"seglab: error: {bad}: seglab metadata: model 'unet' kwargs lack num_classes"
+    assert not (tmp_path / "o").exists()
