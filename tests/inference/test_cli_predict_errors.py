@@ -69,3 +69,16 @@ def test_checkpoint_without_num_classes_names_the_file(cli, setup, tmp_path):
     status, err = cli("--checkpoint", bad, "--input", setup / "images", "--output", tmp_path / "o")
     assert _is_one_line(status, err) and err == f"seglab: error: {bad}: seglab metadata: model 'unet' kwargs lack num_classes"
     assert not (tmp_path / "o").exists()
+
+
+def test_tile_below_the_model_stride_is_refused(cli, setup, tmp_path):
+    """--tile 1 would run thousands of forward passes on a 48 px image; the floor is 32 px and the stride."""
+    status, err = cli("--checkpoint", setup / "m.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--tile", 1)
+    assert _is_one_line(status, err) and err.startswith("seglab: error: --tile: must be 0 (whole image) or >= 32")
+    deep = {**KW, "depth": 6, "base_channels": 2}  # stride 64
+    save_checkpoint(tmp_path / "deep.ckpt", create_model("unet", **deep), _meta(model={"name": "unet", "kwargs": deep}))
+    status, err = cli("--checkpoint", tmp_path / "deep.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--tile", 32)
+    assert _is_one_line(status, err) and ">= 64" in err and "got 32" in err
+    assert not (tmp_path / "o").exists()
+    status, err = cli("--checkpoint", tmp_path / "deep.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--tile", 0)
+    assert status == 0 and (tmp_path / "o" / "a_instances.tif").is_file()

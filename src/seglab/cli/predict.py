@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+MIN_TILE = 32  # smaller tiles are nearly all border: thousands of forward passes for no gain
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="seglab checkpoint (.ckpt)")
     p.add_argument("--input", required=True, help="image file, folder of images, or glob pattern (quote it)")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--tile", type=int, default=None, help="tile size (default: the checkpoint's patch size, at least 256; 0 = whole image at once)")
+    p.add_argument("--tile", type=int, default=None, help="tile size, at least 32 and the model's stride (default: the checkpoint's patch size, at least 256; 0 = whole image at once)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction in [0, 1) (default 0.25)")
     p.add_argument("--blend", choices=("gaussian", "cosine", "constant"), default="gaussian", help="tile blending (default gaussian)")
     p.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations (8x slower)")
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, device=args.device, tta=args.tta, overlap=args.overlap, batch_size=args.batch_size,
         blend=args.blend, block=args.block, margin=args.margin, decode_workers=max(args.decode_workers, 0),
     )
+    smallest = max(MIN_TILE, int(getattr(predictor.model, "required_divisor", 1) or 1))
+    if args.tile and args.tile < smallest:
+        raise SeglabError(f"--tile: must be 0 (whole image) or >= {smallest} (at least {MIN_TILE} px and the model's stride), got {args.tile}")
     predictor.tile = default_tile(predictor.meta) if args.tile is None else (args.tile or None)
     failures: list[str] = []
 
