@@ -19,6 +19,7 @@ from seglab.errors import ConfigError, DataError
 
 Task = Literal["instance", "semantic"]
 Method = Literal["three_class", "distance", "embedding", "seeds", "recurrent"]
+BUDGETS = ("minutes", "epochs", "max_steps")  # a run has at most one
 
 
 class _BadValue(ValueError):
@@ -71,7 +72,7 @@ class TrainConfig(BaseModel):
     loss: str = "ce+dice"  # e.g. "ce+dice", "ce+0.5*jaccard", "focal", "lovasz"
     decoder_kwargs: dict[str, Any] = {}  # instance decoder options (thresholds, min_size)
     calibrate: bool = True  # after training, pick the decoder's main threshold on the validation set
-    minutes: float | None = None  # wall-clock training budget
+    minutes: float | None = None  # wall-clock training budget (a run has one budget: minutes, epochs or max_steps)
     epochs: int | None = None  # number of epochs (one epoch = patches_per_image x images)
     max_steps: int | None = None  # number of optimiser steps
     batch_size: int = 8
@@ -101,6 +102,9 @@ class TrainConfig(BaseModel):
             value = getattr(self, key)
             if value is not None and not ok(value):
                 raise _BadValue(key, f"{problem}, got {value!r}")
+        given = [key for key in BUDGETS if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise _BadValue(given[-1], f"give one budget (minutes, epochs or max_steps), got {' and '.join(given)}")
         return self
 
     @property
@@ -166,8 +170,10 @@ def resolve_config(
 ) -> TrainConfig:
     """Defaults <- YAML file (a path or a packaged recipe's name) <- overrides (flags).
 
-    ``None`` overrides are ignored. Errors name the flag (``--lr``) when the bad value came from
-    the overrides, else the YAML file.
+    ``None`` overrides are ignored. A run has one budget (``minutes``, ``epochs`` or
+    ``max_steps``): a budget among the overrides replaces the YAML's budget, whichever unit
+    either uses; two budgets in the YAML, or two among the overrides, are an error. Errors name
+    the flag (``--lr``) when the bad value came from the overrides, else the YAML file.
     """
     values: dict[str, Any] = {}
     source = "config"
@@ -176,6 +182,12 @@ def resolve_config(
         yaml_path = find_config(yaml_path)
         values.update(load_yaml(yaml_path))
         source = str(yaml_path)
+        in_yaml = [key for key in BUDGETS if values.get(key) is not None]
+        if len(in_yaml) > 1:
+            raise ConfigError(f"{source}: give one budget (minutes, epochs or max_steps), got {' and '.join(in_yaml)}")
+        if any(key in flags for key in BUDGETS):
+            for key in in_yaml:  # the flag's budget wins
+                del values[key]
     values.update(flags)
     try:
         return TrainConfig(**values)

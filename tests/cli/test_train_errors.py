@@ -110,3 +110,18 @@ def test_gpu_accelerator_without_gpu_is_one_line(trained, data, tmp_path, capsys
     assert seglab.cli.main([*argv, "--config", str(cfg)]) == 2
     assert f"{cfg}: accelerator: 'gpu' asked for" in _one_error_line(capsys)
     assert not trained
+
+
+def test_one_budget_flag_wins_over_the_yaml_budget(trained, data, tmp_path, capsys):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r")]
+    assert seglab.cli.main([*argv, "--minutes", "1", "--max-steps", "5"]) == 2
+    assert "argument --max-steps: not allowed with argument --minutes" in _one_error_line(capsys)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("minutes: 5\n")
+    assert seglab.cli.main([*argv, "--config", str(cfg), "--max-steps", "3"]) == 0
+    config = trained[-1][0]
+    assert (config.minutes, config.epochs, config.max_steps) == (None, None, 3)
+    cfg.write_text("minutes: 5\nepochs: 2\n")
+    assert seglab.cli.main([*argv, "--config", str(cfg)]) == 2
+    assert f"{cfg}: give one budget (minutes, epochs or max_steps), got minutes and epochs" in _one_error_line(capsys)
+    assert len(trained) == 1

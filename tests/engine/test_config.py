@@ -73,3 +73,18 @@ def test_bad_values_name_the_flag_or_the_yaml_file(tmp_path, key, value, message
     cfg.write_text("data: d\nout: o\nlr: 0.001\n")  # a good YAML value, a bad flag: the flag is named
     with pytest.raises(ConfigError, match=f"^{flag}: "):
         resolve_config(cfg, {key: value})
+
+
+def test_one_budget_a_flag_replaces_the_yaml_budget(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("data: d\nout: o\nminutes: 5\n")
+    config = resolve_config(cfg, {"max_steps": 7})
+    assert (config.minutes, config.epochs, config.max_steps) == (None, None, 7)
+    assert resolve_config(cfg, {"minutes": 2}).minutes == 2
+    assert resolve_config(cfg).minutes == 5
+    with pytest.raises(ConfigError, match="^--max-steps: give one budget .*got minutes and max_steps"):
+        resolve_config(None, {"data": "d", "out": "o", "minutes": 1, "max_steps": 7})
+    cfg.write_text("data: d\nout: o\nminutes: 5\nepochs: 3\n")
+    for flags in ({}, {"max_steps": 7}):
+        with pytest.raises(ConfigError, match=f"^{re.escape(str(cfg))}: give one budget .*got minutes and epochs"):
+            resolve_config(cfg, flags)

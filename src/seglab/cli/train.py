@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name (see `seglab models`; default unet)")
     p.add_argument("--encoder", help="backbone, e.g. resnet34 or a timm name")
     p.add_argument("--loss", help='loss spec, e.g. "ce+dice" (default), "ce+0.5*jaccard", "focal"')
-    budget = p.add_argument_group("budget (one of)")
+    budget = p.add_argument_group(
+        "budget (one of)", "A budget flag replaces the --config file's budget, whatever unit either uses."
+    ).add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="wall-clock training budget")
     budget.add_argument("--epochs", type=int)
     budget.add_argument("--max-steps", type=int)
