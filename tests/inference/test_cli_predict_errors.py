@@ -6,7 +6,7 @@ import torch
 import seglab.cli
 from seglab.data.io import write_image
 from seglab.data.synthetic import synth_tile
-from seglab.engine.checkpoint import make_meta, save_checkpoint
+from seglab.engine.checkpoint import CHECKPOINT_FORMAT, make_meta, save_checkpoint
 from seglab.models import create_model
 
 KW = {"in_channels": 3, "num_classes": 3, "depth": 2, "base_channels": 4}
@@ -82,3 +82,12 @@ def test_tile_below_the_model_stride_is_refused(cli, setup, tmp_path):
     assert not (tmp_path / "o").exists()
     status, err = cli("--checkpoint", tmp_path / "deep.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--tile", 0)
     assert status == 0 and (tmp_path / "o" / "a_instances.tif").is_file()
+
+
+@pytest.mark.parametrize("fmt", [CHECKPOINT_FORMAT + 1, "2.0", 0])
+def test_checkpoint_of_unknown_format_is_refused(cli, setup, tmp_path, fmt):
+    path = tmp_path / "future.ckpt"
+    save_checkpoint(path, create_model("unet", **KW), _meta(format=fmt))
+    status, err = cli("--checkpoint", path, "--input", setup / "images", "--output", tmp_path / "o")
+    assert _is_one_line(status, err) and err.startswith(f"seglab: error: {path}: unknown checkpoint format {fmt!r}")
+    assert ("newer seglab" in err) == (fmt == CHECKPOINT_FORMAT + 1) and not (tmp_path / "o").exists()

@@ -77,7 +77,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check it is a seglab one.
 
     Raises:
-        DataError: missing, damaged, or not a seglab checkpoint.
+        DataError: missing, damaged, or not a seglab checkpoint, or of a ``format`` this seglab
+            does not know (written by a newer one). A missing ``format`` reads as format 1.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,6 +89,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(path, f"damaged or unreadable checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not isinstance(ckpt.get("seglab"), dict):
         raise DataError(path, "not a seglab checkpoint (no 'seglab' metadata)")
+    fmt = ckpt["seglab"].get("format", 1)
+    if type(fmt) is not int or not 1 <= fmt <= CHECKPOINT_FORMAT:
+        newer = " (written by a newer seglab; upgrade seglab to read it)" if type(fmt) is int and fmt > CHECKPOINT_FORMAT else ""
+        raise DataError(path, f"unknown checkpoint format {fmt!r}; this seglab reads format 1 to {CHECKPOINT_FORMAT}{newer}")
     missing = [k for k in REQUIRED_META if k not in ckpt["seglab"]]
     if missing:
         raise DataError(path, f"seglab metadata lacks {', '.join(missing)}")
