@@ -91,3 +91,42 @@ def test_checkpoint_of_unknown_format_is_refused(cli, setup, tmp_path, fmt):
     status, err = cli("--checkpoint", path, "--input", setup / "images", "--output", tmp_path / "o")
     assert _is_one_line(status, err) and err.startswith(f"seglab: error: {path}: unknown checkpoint format {fmt!r}")
     assert ("newer seglab" in err) == (fmt == CHECKPOINT_FORMAT + 1) and not (tmp_path / "o").exists()
+
+
+def test_all_nan_image_is_refused_naming_the_file(cli, setup, tmp_path):
+    import numpy as np
+    import tifffile
+
+    images = tmp_path / "in"
+    images.mkdir()
+    tifffile.imwrite(images / "blank.tif", np.full((48, 48), np.nan, np.float32))
+    write_image(images / "ok.png", synth_tile(48, seed=0)[0])
+    status, err = cli("--checkpoint", setup / "m.ckpt", "--input", images, "--output", tmp_path / "o")
+    errors = [line for line in err.splitlines() if line.startswith("seglab: error:")]
+    assert status == 2 and errors == [f"seglab: error: {images / 'blank.tif'}: image has no finite pixel (all NaN or infinite); nothing to predict"]
+    assert not list((tmp_path / "o").glob("blank*")) and (tmp_path / "o" / "ok_instances.tif").is_file()
+
+
+def test_check_finite_reads_only_up_to_the_first_finite_pixel():
+    import numpy as np
+
+    from seglab.errors import DataError
+    from seglab.inference.source import ArraySource, check_finite
+
+    class Counting(ArraySource):
+        reads = 0
+
+        def read_rows(self, y0, y1):
+            Counting.reads += 1
+            return super().read_rows(y0, y1)
+
+    image = np.full((64, 8, 1), np.nan, np.float32)
+    image[-1, -1] = 0.5  # one finite pixel in the last band
+    check_finite(Counting(image), band_pixels=8)
+    assert Counting.reads == 64
+    Counting.reads = 0
+    check_finite(Counting(np.zeros((64, 8, 1), np.float32)), band_pixels=8)
+    assert Counting.reads == 1
+    check_finite(ArraySource(np.zeros((4, 4), np.uint8)))  # integers: no NaN possible
+    with pytest.raises(DataError, match="no finite pixel"):
+        check_finite(ArraySource(np.full((4, 4, 3), np.inf, np.float32)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES
 from seglab.errors import DataError, SeglabError
-from seglab.inference.source import open_image
+from seglab.inference.source import check_finite, open_image
 from seglab.inference.writers import (
     instance_scores,
     output_paths,
@@ -148,6 +148,7 @@ def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
 
 def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:
     start = time.perf_counter()
+    check_finite(source)
     scores = None
     if coco and predictor.task == "instance":
         tap = _ForegroundTap(predictor, source.shape[:2])

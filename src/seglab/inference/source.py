@@ -137,6 +137,26 @@ def _open_tiff(path: Path) -> ArraySource:
         return ArraySource(read_image(path), path)
 
 
+def check_finite(source: ArraySource, band_pixels: int = 1 << 22) -> None:
+    """Refuse a float image without one finite pixel (all NaN or infinite): there is nothing to
+    predict, and the model would turn it into an empty map that looks like a result.
+
+    Integer images pass at once; a float image is read band by band up to its first finite
+    pixel (the first band, for any real image).
+
+    Raises:
+        DataError: naming the image, when no pixel is finite.
+    """
+    if source.dtype.kind not in "fc":
+        return
+    height, width, channels = source.shape
+    rows = max(1, band_pixels // max(1, width * channels))
+    for y0 in range(0, height, rows):
+        if np.isfinite(source.read_rows(y0, min(height, y0 + rows))).any():
+            return
+    raise DataError(source.path, "image has no finite pixel (all NaN or infinite); nothing to predict")
+
+
 def open_image(path: str | Path) -> ArraySource:
     """Open an image for row-wise reading (lazily where the format allows).
 
