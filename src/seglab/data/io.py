@@ -7,7 +7,10 @@ are ``H x W`` integer arrays. Every failure is a :class:`~seglab.errors.DataErro
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,29 @@ _TIFF = (".tif", ".tiff")
 
 PathLike = str | os.PathLike[str]
 
+# Pillow refuses images over 2 x 89.5 M pixels as possible decompression bombs; a stitched PNG
+# scan passes that easily, and TIFFs have no such limit here. The user's own files are read up
+# to this many pixels (12 GB as RGB); beyond it, store the image as a tiled TIFF.
+PIL_MAX_PIXELS = 1 << 32
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_limit_raised() -> Iterator[None]:
+    """Raise Pillow's ``MAX_IMAGE_PIXELS`` to :data:`PIL_MAX_PIXELS` while an image is opened (the
+    check runs in ``Image.open``), then restore it, so the process-wide guard is left as it was."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        before = Image.MAX_IMAGE_PIXELS
+        if before is not None and before < PIL_MAX_PIXELS:
+            Image.MAX_IMAGE_PIXELS = PIL_MAX_PIXELS
+        try:
+            yield
+        finally:
+            if Image.MAX_IMAGE_PIXELS == PIL_MAX_PIXELS:
+                Image.MAX_IMAGE_PIXELS = before
+
 
 def _read_raw(path: Path) -> np.ndarray:
     if not path.is_file():
@@ -32,7 +58,9 @@ def _read_raw(path: Path) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         from PIL import Image
 
-        with Image.open(path) as im:
+        with _pil_limit_raised():
+            im = Image.open(path)
+        with im:
             if im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "1":
