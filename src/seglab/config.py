@@ -80,7 +80,7 @@ class TrainConfig(BaseModel):
     patches_per_image: int = 4  # random patches drawn per image and epoch
     augment: Literal["none", "default", "strong"] = "default"
     modality: Literal["brightfield", "fluorescence"] = "brightfield"  # photometric augmentation; auto from the data
-    normalize: Literal["percentile", "dtype"] = "percentile"  # percentile: clip p0.5-p99.5 per channel, z-score
+    normalize: Literal["auto", "dataset", "image", "dtype"] = "auto"  # intensity scaling (seglab.data.normalize); auto: from the data
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"

@@ -16,7 +16,8 @@ def _fp(*, diameter=14.0, p95=22.0, size=256, n=20, brighter=False, channels=3):
         task="instance", n_images=n, channels=channels, dtype="uint8", heights=[size] * n, widths=[size] * n,
         percentiles={"p50.0": [100.0] * channels}, mean=[100.0] * channels, std=[30.0] * channels,
         clip_low=[10.0] * channels, clip_high=[250.0] * channels, clipped_mean=[0.5] * channels,
-        clipped_std=[0.2] * channels, objects_brighter=brighter, objects_per_image=[30] * n,
+        clipped_std=[0.2] * channels, image_mean=[0.3] * channels, image_std=[0.25] * channels,
+        range_spread=[1.5] * channels, objects_brighter=brighter, objects_per_image=[30] * n,
         diameters={"median": diameter, "p05": diameter / 2, "p95": p95},
         areas={"median": area, "p05": area / 4, "p95": area * 2}, touching_share=0.4, foreground_share=0.2,
     )
@@ -85,7 +86,8 @@ def test_pinned_choices_are_left_alone_and_every_choice_says_why(monkeypatch):
     plan = _plan(monkeypatch, {"minutes": 3}, fp)
     keys = [line.split(" ")[0] for line in plan.reasons]
     assert {"modality", "normalize", "patch", "batch_size", "model_kwargs", "patches_per_image", "decoder"} <= set(keys)
-    assert plan.config.modality == "fluorescence"
+    assert plan.config.modality == "fluorescence" and plan.config.normalize == "image"
+    assert _plan(monkeypatch, {"minutes": 3}, _fp(brighter=False)).config.normalize == "dataset"
     assert plan.config.decoder_kwargs == {"min_size": round(0.1 * fp.areas["median"])}
     pinned = {"minutes": 3, "patch": 64, "batch_size": 3, "model_kwargs": {"depth": 2, "base_channels": 64},
               "modality": "brightfield", "patches_per_image": 2, "decoder_kwargs": {"min_size": 1}}

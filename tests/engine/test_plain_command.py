@@ -30,20 +30,19 @@ def test_plain_command_plans_from_the_data_and_normalises_16_bit(tmp_path, capsy
                  "--workers", "0", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "data: images: 3, 1 channel(s), uint16" in out
-    for choice in ("modality fluorescence", "normalize percentile", "patch 64", "model_kwargs"):
+    for choice in ("modality fluorescence", "normalize image", "patch 64", "model_kwargs"):
         assert f"recipe: {choice}" in out, choice
 
     text = (run / "config.yaml").read_text()
     assert text.startswith("# chosen automatically") and "# modality fluorescence" in text
     saved = yaml.safe_load(text)
-    assert saved["modality"] == "fluorescence" and saved["patch"] == 64
+    assert saved["modality"] == "fluorescence" and saved["normalize"] == "image" and saved["patch"] == 64
     # the saved config resolves as it was (resume reads it), every planned key now pinned
     assert resolve_config(run / "config.yaml").model_kwargs == saved["model_kwargs"]
     assert (run / "fingerprint.json").is_file()
 
     meta = load_checkpoint(run / "best.ckpt")["seglab"]
-    pre = meta["preprocessing"]
-    assert 80 < pre["clip_low"][0] < 110 and 330 < pre["clip_high"][0] < 370  # stored counts, not / 65535
+    assert meta["preprocessing"]["intensity"] == {"mode": "image", "percentiles": [1.0, 99.8]}
     from seglab.inference import Predictor
 
     x = Predictor.from_checkpoint(run / "best.ckpt").preprocess(read_image(data / "images" / "f0.tif"))

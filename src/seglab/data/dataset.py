@@ -23,8 +23,8 @@ from seglab.data.io import (
     find_file,
     read_image,
     read_label,
-    scale_intensity,
 )
+from seglab.data.normalize import IntensityScaling
 from seglab.data.targets import IGNORE_INDEX, distance_targets, foreground, three_class_targets
 from seglab.errors import DataError, SeglabError, unknown_choice
 
@@ -169,9 +169,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             the class targets with 255 = ignore in the padded area).
         patches_per_image: patches drawn per image and epoch; ``len = len(samples) * this``.
         transform: joint ``(image, label) -> (image, label)``, e.g. ``build_transforms(...)``.
-        intensity: per-channel ``(low, high)`` in stored units: images are clipped to it and
-            scaled to [0, 1] (:func:`seglab.data.io.scale_intensity`); ``None`` divides by the
-            dtype's maximum.
+        intensity: how stored values become [0, 1]
+            (:class:`seglab.data.normalize.IntensityScaling`: the data set's or each whole
+            image's percentiles); ``None`` divides by the dtype's maximum.
         seed: mixed with one draw from torch's global generator per item to place the patch,
             so runs repeat under ``torch.manual_seed`` and DataLoader workers (which torch
             seeds differently) draw different patches.
@@ -192,7 +192,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         patch_size: int | None = 256,
         patches_per_image: int = 1,
         transform: Callable | None = None,
-        intensity: tuple[list[float], list[float]] | None = None,
+        intensity: IntensityScaling | None = None,
         seed: int = 0,
     ) -> None:
         if task not in TASKS:
@@ -211,7 +211,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.task, self.targets = task, tuple(targets)
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.transform, self.seed = transform, seed
-        self.intensity = intensity
+        self.intensity = intensity or IntensityScaling("dtype")
+        self._ranges: dict[Path, tuple[Any, Any]] = {}  # image -> its intensity range (image mode)
         self._cache: dict[str, tuple[Path, Any]] = {}  # last image/label read by this process
 
     def __getstate__(self) -> dict[str, Any]:
@@ -259,6 +260,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image = np.array(image)
         return image, _check_label_crop(sample.label, np.asarray(label))
 
+    def _range(self, sample: Sample) -> tuple[Any, Any]:
+        """The intensity range of the whole image (a patch's own percentiles would differ)."""
+        if sample.image not in self._ranges:
+            self._ranges[sample.image] = self.intensity.range_of_array(self._load("image", sample.image))
+        return self._ranges[sample.image]
+
     def _window(self, sample: Sample) -> tuple[int, int, int, int] | None:
         if self.patch_size is None:
             return None
@@ -277,8 +284,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             pad_value = _PAD if self.task == "instance" else IGNORE_INDEX
             image = _pad(image, self.patch_size, "reflect")
             label = _pad(label, self.patch_size, "constant", pad_value)
-        low, high = self.intensity or (None, None)
-        image_t, label_t = scale_intensity(image, low, high), torch.from_numpy(label)
+        image_t, label_t = self.intensity(image, self._range(sample)), torch.from_numpy(label)
         if self.transform is not None:
             image_t, label_t = self.transform(image_t, label_t)
         item = self._targets(label_t.numpy())

@@ -5,7 +5,8 @@ data set once and keeps what the automatic recipe (:mod:`seglab.engine.autoconfi
 
 - image sizes, channels and dtype (all images must agree on channels);
 - per-channel intensity percentiles in the stored units (from a bounded sample of pixels per
-  image), and the mean / std after percentile clipping (the normalisation the recipe proposes);
+  image), the mean / std after clipping to the data set's or to each image's percentiles (the
+  two normalisations the recipe chooses from), and how much the images' ranges differ;
 - whether objects are brighter than the background (fluorescence) or darker (brightfield);
 - objects: count per image, equivalent diameter ``sqrt(4 area / pi)`` (median, 5th and 95th
   percentile, in px and in µm when the resolution is known), the share touching another object;
@@ -32,7 +33,7 @@ import numpy as np
 
 from seglab.errors import DataError
 
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 PERCENTILES = (0.5, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.5)
 CLIP = (0.5, 99.5)  # percentiles the proposed normalisation clips to
 PIXELS_PER_IMAGE = 65536  # intensity sample per image (bounds memory on large images)
@@ -55,6 +56,9 @@ class Fingerprint:
     clip_high: list[float]  # per channel, the CLIP[1] percentile
     clipped_mean: list[float]  # mean of (x - low) / (high - low) clipped to [0, 1], per channel
     clipped_std: list[float]
+    image_mean: list[float]  # the same after scaling each image by its own 1-99.8th percentiles
+    image_std: list[float]
+    range_spread: list[float]  # per channel: largest / smallest per-image percentile range
     objects_brighter: bool | None  # objects brighter than background (fluorescence-like)
     objects_per_image: list[int]
     diameters: dict[str, float]  # "median", "p05", "p95" equivalent diameter in px (0 when none)
@@ -84,6 +88,7 @@ class Fingerprint:
             f"c{i} p0.5 {self.clip_low[i]:.4g} / p50 {self.percentiles['p50.0'][i]:.4g} / p99.5 {self.clip_high[i]:.4g}"
             for i in range(self.channels)
         )
+        spread = ", ".join(f"{v:.1f}x" for v in self.range_spread)
         look = {True: "objects brighter than background (fluorescence-like)",
                 False: "objects darker than background (brightfield-like)", None: "no objects"}[self.objects_brighter]
         d = self.diameters
@@ -91,7 +96,7 @@ class Fingerprint:
         lines = [
             f"images: {self.n_images}, {self.channels} channel(s), {self.dtype}, "
             f"H {min(hs)}-{max(hs)} x W {min(ws)}-{max(ws)} px",
-            f"intensity: {ch}; {look}",
+            f"intensity: {ch}; per-image ranges differ up to {spread}; {look}",
             f"objects: {int(np.median(self.objects_per_image)) if self.objects_per_image else 0} per image "
             f"(median), {sum(self.objects_per_image)} in all; diameter median {d['median']:.1f} px{um}, "
             f"p05 {d['p05']:.1f}, p95 {d['p95']:.1f}; touching {100 * self.touching_share:.0f}%; "
@@ -134,6 +139,8 @@ def _objects(label: np.ndarray, task: str) -> np.ndarray:
 class _Accumulator:
     task: str
     pixels: list[np.ndarray] = field(default_factory=list)
+    image_scaled: list[np.ndarray] = field(default_factory=list)
+    spans: list[np.ndarray] = field(default_factory=list)
     fg_means: list[np.ndarray] = field(default_factory=list)
     bg_means: list[np.ndarray] = field(default_factory=list)
     areas: list[np.ndarray] = field(default_factory=list)
@@ -144,7 +151,13 @@ class _Accumulator:
     class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
 
     def add(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> None:
-        self.pixels.append(_sample_pixels(image, rng))
+        from seglab.data.normalize import image_range
+
+        sample = _sample_pixels(image, rng)
+        self.pixels.append(sample)
+        low, high = (np.asarray(v) for v in image_range(sample))
+        self.spans.append(high - low)
+        self.image_scaled.append(np.clip((sample - low) / (high - low), 0.0, 1.0))
         fg = (label > 0) & (label != 255) if self.task == "semantic" else label > 0
         if fg.any() and not fg.all():
             self.fg_means.append(image[fg].mean(0, dtype=np.float64))
@@ -213,6 +226,8 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
     high = np.where(high > low, high, low + 1.0)
     clipped = np.clip((pix - low) / (high - low), 0.0, 1.0)
     areas = np.concatenate(acc.areas) if acc.areas else np.zeros(0)
+    per_image = np.concatenate(acc.image_scaled)
+    spans = np.array(acc.spans)
     brighter = None
     if acc.fg_means:
         brighter = bool(np.mean(np.sum(np.array(acc.fg_means) - np.array(acc.bg_means), axis=1)) > 0)
@@ -233,6 +248,9 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
         clip_high=[float(v) for v in high],
         clipped_mean=[float(v) for v in clipped.mean(0)],
         clipped_std=[float(v) for v in np.maximum(clipped.std(0), 1e-3)],
+        image_mean=[float(v) for v in per_image.mean(0)],
+        image_std=[float(v) for v in np.maximum(per_image.std(0), 1e-3)],
+        range_spread=[float(v) for v in spans.max(0) / np.maximum(spans.min(0), 1e-12)],
         objects_brighter=brighter,
         objects_per_image=acc.per_image,
         diameters=_stats(np.sqrt(4.0 * areas / math.pi), "diameter"),

@@ -4,9 +4,12 @@ nnU-Net's lesson, on a budget: every choice the user did not pin (in ``--config`
 made here by an explicit rule from the fingerprint (:mod:`seglab.data.fingerprint`), and each
 rule says what it chose and why in one line. The rules:
 
-- **normalisation**: each channel clipped to its 0.5-99.5th percentile over the data set and
-  scaled to [0, 1], then z-scored (the fingerprint's statistics): 8-bit H&E, 16-bit
-  fluorescence spanning a few hundred counts and 1-4 channels all reach the network alike.
+- **normalisation** (:mod:`seglab.data.normalize`): brightfield images are clipped per channel
+  to the data set's 0.5-99.5th percentiles (stain differences carry meaning); fluorescence
+  images each to their own 1-99.8th percentiles (exposure and gain vary between images and
+  between training and use); both scaled to [0, 1], then z-scored with the fingerprint's
+  statistics. 8-bit H&E, 16-bit fluorescence spanning a few hundred counts and 1-4 channels all
+  reach the network alike.
 - **modality**: objects brighter than the background are fluorescence-like (intensity, gain and
   gamma jitter); darker ones brightfield (RGB: colour and H&E stain jitter).
 - **patch**: about 8 median object diameters (several objects per patch) and at least 3 of the
@@ -90,7 +93,8 @@ def choose_depth(fp: Fingerprint, patch: int) -> tuple[int, str]:
     need = RF_OBJECTS * fp.diameters["p95"]
     depth = next((d for d in (3, 4, 5) if unet_receptive_field(d) >= need), 5)
     depth = max(2, min(depth, int(math.log2(max(patch // 8, 4)))))  # the deepest map keeps >= 8 px
-    return depth, f"receptive field {unet_receptive_field(depth)} px >= {RF_OBJECTS} large objects ({need:.0f} px)"
+    return depth, (f"receptive field {unet_receptive_field(depth)} px >= {RF_OBJECTS} x the 95th-percentile "
+                   f"object diameter ({need:.0f} px)")
 
 
 def _train_step_seconds(model: torch.nn.Module, channels: int, classes: int, patch: int, batch: int,
@@ -185,10 +189,18 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
     look = {True: "objects brighter than the background", False: "objects darker than the background",
             None: "no objects to compare"}[fp.objects_brighter]
     choose("modality", modality, look)
-    if config.normalize == "percentile":
-        ranges = ", ".join(f"{lo:.4g}-{hi:.4g}" for lo, hi in zip(fp.clip_low, fp.clip_high, strict=True))
-        plan.reasons.append(f"normalize percentile: each channel clipped to its p0.5-p99.5 ({ranges} in "
-                            f"{fp.dtype} units), scaled to [0, 1], then z-scored")
+    if config.normalize == "auto":
+        look_like = config.modality if "modality" in pinned else modality
+        values["normalize"] = "image" if look_like == "fluorescence" else "dataset"
+        if values["normalize"] == "image":
+            spread = max(fp.range_spread)
+            why = (f"fluorescence: each image clipped to its own p1-p99.8 and scaled to [0, 1] (exposure "
+                   f"varies: the images' ranges differ up to {spread:.1f}x here), then z-scored")
+        else:
+            ranges = ", ".join(f"{lo:.4g}-{hi:.4g}" for lo, hi in zip(fp.clip_low, fp.clip_high, strict=True))
+            why = (f"brightfield: each channel clipped to the data set's p0.5-p99.5 ({ranges} in {fp.dtype} "
+                   f"units; stain differences kept) and scaled to [0, 1], then z-scored")
+        plan.reasons.append(f"normalize {values['normalize']}: {why}")
     if fp.diameters["median"] > 0:
         patch, why = choose_patch(fp, gpu=gpu)
         choose("patch", patch, why)

@@ -16,6 +16,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from seglab.data.dataset import Sample, SegmentationDataset, find_samples
+from seglab.data.normalize import IntensityScaling
 from seglab.data.transforms import build_transforms
 from seglab.engine.recipes import Recipe
 
@@ -51,7 +52,7 @@ class SegmentationDataModule(L.LightningDataModule):
         channels: int,
         workers: int,
         seed: int,
-        intensity: tuple[list[float], list[float]] | None = None,
+        intensity: IntensityScaling | None = None,
         modality: str = "brightfield",
     ) -> None:
         super().__init__()

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from seglab.config import TrainConfig, save_config
+from seglab.data.normalize import IntensityScaling
 from seglab.engine.callbacks import AtomicCheckpointIO, Budget, Throughput
 from seglab.engine.checkpoint import make_meta
 from seglab.engine.datamodule import SegmentationDataModule, load_samples, split_samples
@@ -170,15 +171,19 @@ def plan_run(config: TrainConfig) -> RunPlan:
 
 
 def _preprocessing(config: TrainConfig, fp: Any) -> dict[str, Any]:
-    """The checkpoint's preprocessing block: clip range, mean and std per channel."""
-    if config.normalize == "percentile":
-        return {"in_channels": fp.channels, "clip_low": fp.clip_low, "clip_high": fp.clip_high,
-                "mean": fp.clipped_mean, "std": fp.clipped_std}
-    import numpy as np
+    """The checkpoint's preprocessing block: intensity scaling, then mean and std per channel."""
+    if config.normalize == "dataset":
+        scaling = IntensityScaling("dataset", tuple(fp.clip_low), tuple(fp.clip_high))
+        mean, std = fp.clipped_mean, fp.clipped_std
+    elif config.normalize == "image":
+        scaling, mean, std = IntensityScaling("image"), fp.image_mean, fp.image_std
+    else:  # dtype (auto is resolved by the plan)
+        import numpy as np
 
-    scale = float(np.iinfo(np.dtype(fp.dtype)).max) if np.issubdtype(np.dtype(fp.dtype), np.integer) else 1.0
-    return {"in_channels": fp.channels, "mean": [m / scale for m in fp.mean],
-            "std": [max(s / scale, 1e-6) for s in fp.std]}
+        dtype = np.dtype(fp.dtype)
+        scale = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+        scaling, mean, std = IntensityScaling("dtype"), [m / scale for m in fp.mean], [max(s / scale, 1e-6) for s in fp.std]
+    return {"in_channels": fp.channels, "intensity": scaling.to_preprocessing(), "mean": list(mean), "std": list(std)}
 
 
 def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.LightningModule, SegmentationDataModule, Recipe]:
@@ -234,7 +239,7 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
         channels=channels,
         workers=config.workers,
         seed=config.seed,
-        intensity=(pre["clip_low"], pre["clip_high"]) if "clip_low" in pre else None,
+        intensity=IntensityScaling.from_preprocessing(pre),
         modality=config.modality,
     )
     return module, data, recipe

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.data.io import scale_intensity
 from seglab.errors import SeglabError
 from seglab.inference.predictor import Predictor, adapt_channels
 from seglab.inference.source import ArraySource
@@ -32,9 +31,10 @@ class DetectionPredictor(Predictor):
             raise SeglabError("test-time augmentation is not available for Mask R-CNN checkpoints")
         super().__init__(model, meta, **kwargs)
 
-    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
+    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>",
+                   value_range: tuple[Any, Any] | None = None) -> torch.Tensor:
         """``H x W x C`` rows -> ``C x H x W`` in [0, 1] (the model normalises inside)."""
-        return scale_intensity(adapt_channels(rows, self.in_channels, path), *self.clip)
+        return self.scaling(adapt_channels(rows, self.in_channels, path), value_range)
 
     def predict_probs(self, image: Any) -> np.ndarray:
         raise SeglabError("Mask R-CNN predicts detections, not per-pixel probabilities")
@@ -80,12 +80,13 @@ class _BandReader:
         height, width = source.shape[:2]
         self.source, self.predictor = source, predictor
         self.shape = (predictor.in_channels, height, width)
+        self.value_range = predictor.intensity_range(source)  # of the whole image, not per band
         self._band: tuple[tuple[int, int], torch.Tensor] | None = None
 
     def __getitem__(self, index: tuple[slice, slice, slice]) -> torch.Tensor:
         _, rows, cols = index
         key = (rows.start or 0, rows.stop if rows.stop is not None else self.shape[1])
         if self._band is None or self._band[0] != key:
-            pixels = self.predictor.preprocess(self.source.read_rows(*key), self.source.path)
+            pixels = self.predictor.preprocess(self.source.read_rows(*key), self.source.path, self.value_range)
             self._band = (key, pixels.to(self.predictor.device))
         return self._band[1][:, :, cols]

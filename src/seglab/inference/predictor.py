@@ -1,8 +1,8 @@
 """``Predictor``: a trained model plus its recorded preprocessing and decoder, ready for images.
 
 A checkpoint (``seglab.engine.checkpoint``) carries everything needed: the model spec and
-weights, ``preprocessing`` (clip to the training data's intensity percentiles and scale to
-[0, 1], :func:`~seglab.data.io.scale_intensity`, then ``(x - mean) / std``), the task,
+weights, ``preprocessing`` (intensity scaling to [0, 1] by the training data's or the image's
+percentiles, :mod:`seglab.data.normalize`, then ``(x - mean) / std``), the task,
 the instance method and the decoder. Probabilities are the engine's (:func:`outputs_to_probs`): soft-max of the logits,
 or for methods with extra heads the foreground probability followed by the heads, e.g.
 ``[p_foreground, sigmoid(distance)]`` for ``distance_watershed``. Images of any size run through sliding windows band by band
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.data.io import scale_intensity
+from seglab.data.normalize import IntensityScaling, read_sampled
 from seglab.errors import DataError, SeglabError, unknown_choice
 from seglab.inference.sliding import BLENDS, iter_prob_bands
 from seglab.inference.source import ArraySource
@@ -132,7 +132,7 @@ class Predictor:
         self.in_channels = int(pre["in_channels"])
         self.mean = torch.tensor(pre["mean"], dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(pre["std"], dtype=torch.float32).view(-1, 1, 1)
-        self.clip = (pre.get("clip_low"), pre.get("clip_high"))  # None: by dtype (format-1 checkpoints)
+        self.scaling = IntensityScaling.from_preprocessing(pre)
         self.decoder = meta.get("decoder") or None
         self.tta, self.tile, self.overlap = tta, tile, overlap
         self.batch_size, self.blend, self.block, self.margin = batch_size, blend, block, margin
@@ -174,10 +174,23 @@ class Predictor:
         return cls(model, meta, **kwargs)
 
     # -- preprocessing ------------------------------------------------------------------------
-    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>") -> torch.Tensor:
-        """``H x W x C`` image rows -> normalised ``C x H x W`` float tensor."""
-        x = scale_intensity(adapt_channels(rows, self.in_channels, path), *self.clip)
+    def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>",
+                   value_range: tuple[Any, Any] | None = None) -> torch.Tensor:
+        """``H x W x C`` image rows -> normalised ``C x H x W`` float tensor.
+
+        ``value_range``: the whole image's intensity range (:meth:`intensity_range`) when
+        ``rows`` are a band of it; ``None`` takes it from ``rows``.
+        """
+        x = self.scaling(adapt_channels(rows, self.in_channels, path), value_range)
         return (x - self.mean) / self.std
+
+    def intensity_range(self, source: ArraySource) -> tuple[Any, Any]:
+        """The intensity range of a whole (lazily read) image, from a strided sample of it."""
+        if self.scaling.mode != "image":
+            return self.scaling.range_of(np.zeros((1, 1, self.in_channels)))
+        height, width, _ = source.shape
+        sample = read_sampled(lambda a, b: adapt_channels(source.read_rows(a, b), self.in_channels, source.path), height, width)
+        return self.scaling.range_of(sample)
 
     def _predict_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         amp = torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
@@ -196,12 +209,13 @@ class Predictor:
         height, width, channels = source.shape
         adapt_channels(np.zeros((1, 1, channels), source.dtype), self.in_channels, source.path)
         fn = self._predict_fn()
+        value_range = self.intensity_range(source)
         with torch.inference_mode():
             if self.tile is None:
-                probs = fn(self.preprocess(source.read_all(), source.path)[None].to(self.device))[0]
+                probs = fn(self.preprocess(source.read_all(), source.path, value_range)[None].to(self.device))[0]
                 yield 0, height, probs.float().cpu().numpy()
                 return
-            read = lambda a, b: self.preprocess(source.read_rows(a, b), source.path)  # noqa: E731
+            read = lambda a, b: self.preprocess(source.read_rows(a, b), source.path, value_range)  # noqa: E731
             for y0, y1, probs in iter_prob_bands(
                 read, (height, width), fn, tile=self.tile, overlap=self.overlap, blend=self.blend,
                 batch_size=self.batch_size, device=self.device, on_tiles=on_tiles,
