@@ -183,3 +183,25 @@ def test_workers_seeded_and_repeatable(synth_dir):
     # items 0 and 1 are the first item of worker 0 and of worker 1: distinct seeds, distinct patches
     assert not torch.equal(a[0], a[1])
     assert len({tuple(p.flatten()[:20].tolist()) for p in a}) > 4
+
+
+@pytest.mark.parametrize("task", ["instance", "semantic"])
+def test_strong_augmentation_borders_are_ignore_not_background(tmp_path, task):
+    """Rotation, shear and elastic deformation expose pixels outside the image; their label is
+    unknown, so every target must ignore them (255), never call them background (0)."""
+    write_image(tmp_path / "images" / "a.png", np.full((64, 64, 3), 128, np.uint8))
+    write_label(tmp_path / "labels" / "a.tif", np.full((64, 64), 5 if task == "instance" else 1, np.int32))  # no background
+    targets = ("three_class", "foreground") if task == "instance" else ("semantic",)
+    ds = SegmentationDataset(find_samples(tmp_path), task=task, targets=targets, patch_size=64, transform=build_transforms("strong"))
+    torch.manual_seed(0)
+    exposed = 0
+    for _ in range(20):
+        item = ds[0]
+        for name in targets:
+            values = set(np.unique(item[name].numpy()).tolist())
+            assert 0 not in values and values <= {1, 2, 255}, (name, values)
+        exposed += int((item[targets[0]] == 255).sum())
+        if task == "instance":
+            assert set(np.unique(item["instances"].numpy()).tolist()) <= {0, 5}
+            np.testing.assert_array_equal(item["instances"].numpy() == 0, item["three_class"].numpy() == 255)
+    assert exposed > 0  # the affine / elastic steps did expose borders

@@ -7,6 +7,7 @@ from skimage.color import hed2rgb, rgb2hed
 from torchvision.transforms import v2
 
 from seglab.data.transforms import (
+    MASK_FILL,
     RandomStainJitter,
     build_transforms,
     hed_to_rgb,
@@ -28,7 +29,7 @@ def _pair(channels=3, h=48, w=48):
 def test_labels_keep_their_values_and_shapes(preset, channels):
     image, label = _pair(channels)
     transform = build_transforms(preset, channels=channels)
-    allowed = set(label.unique().tolist()) | {0}  # 0 = fill outside the image after affine/elastic
+    allowed = set(label.unique().tolist()) | {MASK_FILL}  # outside the image after affine/elastic
     torch.manual_seed(1)
     for _ in range(15):
         out_img, out_lab = transform(image, label)
@@ -60,7 +61,7 @@ def test_elastic_and_affine_label_is_nearest_not_interpolated():
     seen = set()
     for _ in range(30):
         seen |= set(transform(torch.rand(3, 64, 64), label)[1].unique().tolist())
-    assert seen <= {0, 1, 1000}
+    assert seen <= {0, 1, 1000, MASK_FILL}
 
 
 def test_non_square_inputs_keep_shape():
@@ -109,3 +110,21 @@ def test_stain_jitter_is_alpha_s_plus_beta_in_hed_space():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="default, none, strong"):
         build_transforms("wild")
+
+
+def test_exposed_label_pixels_are_the_datasets_padding_sentinel():
+    from seglab.data import dataset
+
+    assert MASK_FILL == dataset._PAD  # SegmentationDataset turns both into ignore
+    transform = build_transforms("strong", channels=3)
+    steps = [t for step in transform.pipeline.transforms if isinstance(step, v2.RandomApply) for t in step.transforms]
+    transform.pipeline = next(t for t in steps if isinstance(t, v2.RandomAffine))  # always applied
+    image, label = torch.ones(3, 32, 32), torch.full((32, 32), 7, dtype=torch.int64)
+    torch.manual_seed(0)
+    exposed = 0
+    for _ in range(5):
+        out_img, out_lab = transform(image, label)
+        assert out_lab.dtype == torch.int64 and set(out_lab.unique().tolist()) <= {MASK_FILL, 7}
+        np.testing.assert_array_equal((out_lab == MASK_FILL).numpy(), (out_img == 0).all(0).numpy())
+        exposed += int((out_lab == MASK_FILL).sum())
+    assert exposed > 0

@@ -31,7 +31,7 @@ from seglab.errors import DataError, SeglabError, unknown_choice
 TASKS = ("instance", "semantic")
 TARGETS = {"instance": ("three_class", "foreground", "distance", "semantic"), "semantic": ("semantic", "foreground")}
 _LABEL_DIRS = ("labels", "annotations")
-_PAD = -1  # sentinel id of padded label pixels; survives nearest-neighbour transforms
+_PAD = -1  # sentinel id of padded label pixels and of those a transform exposes (transforms.MASK_FILL)
 
 
 @dataclass(frozen=True)
@@ -294,6 +294,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def _targets(self, label: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.task == "semantic":
+            label = np.where(label == _PAD, IGNORE_INDEX, label)  # borders exposed by affine / elastic
             out["semantic"] = torch.from_numpy(label.astype(np.int64))
             if "foreground" in self.targets:
                 out["foreground"] = torch.from_numpy(foreground(label, ignore_index=IGNORE_INDEX))

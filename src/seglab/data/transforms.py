@@ -12,6 +12,9 @@ Presets:
     brightfield, mild colour jitter and H&E stain jitter; for fluorescence and any image that is
     not RGB, per-channel intensity jitter (gain, offset, gamma).
     ``"strong"``: ``"default"`` with stronger jitter plus random affine and elastic deformation.
+    Pixels these expose (outside the input) are 0 in the image and :data:`MASK_FILL` (-1) in
+    the label: their label is unknown, and :class:`~seglab.data.dataset.SegmentationDataset`
+    turns -1 into "ignore" (255) in every target, as it does for padding.
 
 Stain jitter perturbs the hematoxylin / eosin / DAB concentrations of the colour deconvolution of
 Ruifrok & Johnston (2001), as in Tellez et al., "Quantifying the effects of data augmentation and
@@ -31,6 +34,8 @@ from torchvision.transforms import v2
 from seglab.errors import unknown_choice
 
 PRESETS = ("none", "default", "strong")
+MASK_FILL = -1  # label of pixels a geometric transform exposes; the data set's padding sentinel
+_FILL = {tv_tensors.Image: 0, tv_tensors.Mask: MASK_FILL}
 MODALITIES = ("brightfield", "fluorescence")
 _LOG_ADJUST = float(torch.log(torch.tensor(1e-6)))
 
@@ -166,7 +171,8 @@ def build_transforms(preset: str = "default", *, channels: int = 3, modality: st
 
     Returns:
         ``transform(image, label) -> (image, label)`` with image ``C x H x W`` float in [0, 1]
-        and label ``H x W`` integer; shapes are kept (90-degree turns only on square inputs).
+        and label ``H x W`` integer (signed: exposed pixels are :data:`MASK_FILL`); shapes are
+        kept (90-degree turns only on square inputs).
     """
     if preset not in PRESETS:
         raise unknown_choice("augmentation preset", preset, PRESETS)
@@ -176,8 +182,8 @@ def build_transforms(preset: str = "default", *, channels: int = 3, modality: st
         return JointTransform(None)
     steps: list[v2.Transform] = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
     if preset == "strong":
-        affine = v2.RandomAffine(degrees=20, translate=(0.05, 0.05), scale=(0.85, 1.15), shear=8)
+        affine = v2.RandomAffine(degrees=20, translate=(0.05, 0.05), scale=(0.85, 1.15), shear=8, fill=_FILL)
         steps += [v2.RandomApply([affine], p=0.5)]
-        steps += [v2.RandomApply([v2.ElasticTransform(alpha=25.0, sigma=5.0)], p=0.3)]
+        steps += [v2.RandomApply([v2.ElasticTransform(alpha=25.0, sigma=5.0, fill=_FILL)], p=0.3)]
     steps += _photometric(channels, 2.0 if preset == "strong" else 1.0, modality)
     return JointTransform(v2.Compose(steps))
