@@ -176,6 +176,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
             so runs repeat under ``torch.manual_seed`` and DataLoader workers (which torch
             seeds differently) draw different patches.
 
+    An item may also be asked for as ``dataset[(index, epoch)]`` (what
+    :class:`seglab.engine.datamodule.EpochSampler` yields): its patch and augmentation are then
+    drawn from a generator seeded by ``(seed, epoch, index)`` alone, and torch's global generator
+    is left as it was, so an epoch's items do not depend on what ran before (a resumed run sees
+    the data an uninterrupted one would) nor on the DataLoader workers.
+
     Items are dicts: ``"image"`` float32 ``C x P x P`` in [0, 1]; ``"instances"`` int64
     ``P x P`` (instance task) or ``"semantic"`` int64 with 255 = ignore (semantic task); one
     entry per target (``"three_class"``, ``"foreground"``, ``"semantic"`` int64 with 255 =
@@ -275,7 +281,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         left = int(rng.integers(0, w - p + 1)) if w > p else 0
         return top, left, min(p, h), min(p, w)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(index, tuple):  # (index, epoch): randomness from (seed, epoch, index) only
+            index, epoch = index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+                return self[index]
         if not 0 <= index < len(self):
             raise IndexError(index)
         sample = self.samples[index % len(self.samples)]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import random
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from seglab.data.dataset import Sample, SegmentationDataset, find_samples
 from seglab.data.normalize import IntensityScaling
@@ -34,6 +36,33 @@ def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     random.Random(seed).shuffle(order)
     n_val = min(len(order) - 1, max(1, round(fraction * len(order))))
     return order[n_val:], order[:n_val]
+
+
+class EpochSampler(DistributedSampler):
+    """This rank's share of a shuffled epoch, as ``(index, epoch)`` pairs.
+
+    The order depends on ``seed`` and the epoch only, and
+    :class:`~seglab.data.dataset.SegmentationDataset` draws the patch and augmentation of an
+    ``(index, epoch)`` item from those numbers alone: an epoch's data stream is the same whether
+    the run started at epoch 0 or resumed from a checkpoint, and whatever the number of workers.
+    Under DDP it splits the epoch as Lightning's own ``DistributedSampler`` would (Lightning leaves
+    a ``DistributedSampler`` in place); on one process it is a seeded shuffle.
+
+    Args:
+        next_epoch: called at the start of every pass for the epoch's number (Lightning's
+            ``set_epoch`` is overridden by it: after a resume, Lightning 2.6 passes one more than
+            the epoch it trains).
+        **kwargs: ``DistributedSampler``'s (``num_replicas``, ``rank``, ``seed``, ...).
+    """
+
+    def __init__(self, dataset: SegmentationDataset, *, next_epoch: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.next_epoch = next_epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        self.set_epoch(self.next_epoch())
+        epoch = self.epoch
+        return ((index, epoch) for index in super().__iter__())
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -61,6 +90,21 @@ class SegmentationDataModule(L.LightningDataModule):
         self.patch, self.patches_per_image, self.batch_size = patch, patches_per_image, batch_size
         self.augment, self.channels, self.workers, self.seed = augment, channels, workers, seed
         self.intensity, self.modality = intensity, modality
+        self._passes = 0  # training passes drawn without a trainer
+        self._steps_per_epoch = 1
+
+    def _next_train_epoch(self) -> int:
+        """The epoch a training pass draws: optimizer steps done // steps per epoch.
+
+        The step count is restored from a checkpoint before Lightning starts a pass, whereas its
+        epoch counters are not final yet when DataLoader workers start one (they fetch ahead), and
+        an iterator may be made and dropped on resume: counting passes would skip an epoch.
+        Without a trainer, passes are counted.
+        """
+        if self.trainer is None:
+            self._passes += 1
+            return self._passes - 1
+        return self.trainer.global_step // self._steps_per_epoch
 
     def _dataset(self, samples: list[Sample], *, train: bool) -> SegmentationDataset:
         return SegmentationDataset(
@@ -76,12 +120,18 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         per_rank = math.ceil(len(self.train_samples) * self.patches_per_image / world)
+        dataset = self._dataset(self.train_samples, train=True)
+        drop_last = per_rank > self.batch_size  # a ragged last batch only when it is the only one
+        self._steps_per_epoch = max(1, per_rank // self.batch_size if drop_last else 1)
         return DataLoader(
-            self._dataset(self.train_samples, train=True),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=per_rank > self.batch_size,  # a ragged last batch only when it is the only one
+            sampler=EpochSampler(
+                dataset, next_epoch=self._next_train_epoch, num_replicas=world, rank=rank, seed=self.seed
+            ),
+            drop_last=drop_last,
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=False,
