@@ -1,4 +1,5 @@
-"""Decoders recover known instances from probability maps derived from them."""
+"""Decoders recover known instances from probability maps derived from them; the 3-class watershed's
+h-maxima markers split touching nuclei through a soft contact; fill_label_holes fills per label."""
 
 import numpy as np
 import pytest
@@ -27,6 +28,15 @@ def three_class_probs(labels):
     return np.stack([labels == 0, interior, boundary]).astype(np.float32)
 
 
+def soft_three_class_probs(labels, sigma=2.0):
+    """3-class probabilities as a network predicts them: exact foreground, but the interior share
+    blurred across the thin boundary, so a contact between touching discs still reads 0.6 interior."""
+    onehot = three_class_probs(labels)
+    fg = (labels > 0).astype(np.float32)
+    share = ndi.gaussian_filter(onehot[1], sigma) / np.maximum(ndi.gaussian_filter(fg, sigma), 1e-6)
+    return np.stack([1 - fg, fg * share, fg * (1 - share)]).astype(np.float32)
+
+
 def distance_probs(labels):
     """[foreground, per-instance normalised distance] from an instance map."""
     inside = (labels > 0) & ~find_boundaries(labels, mode="inner")
@@ -48,12 +58,51 @@ def best_ious(gt, pred):
     return np.array(out)
 
 
-def test_three_class_recovers_touching_discs():
+@pytest.mark.parametrize("markers", ["hmaxima", "threshold"])
+def test_three_class_recovers_touching_discs(markers):
     gt = touching_discs()
-    pred = decode("three_class_watershed", three_class_probs(gt), min_size=5)
+    pred = decode("three_class_watershed", three_class_probs(gt), markers=markers, min_size=5)
     assert pred.dtype == np.int32 and pred.max() == gt.max()
     assert best_ious(gt, pred).min() > 0.97
     assert best_ious(pred, gt).min() > 0.97  # nothing extra
+
+
+def test_soft_contacts_are_split_by_the_default_markers():
+    gt = touching_discs()
+    probs = soft_three_class_probs(gt)
+    contact = probs[:, 17:24, 26:28]  # the two touching discs' shared border
+    assert 0.55 < contact[1].max() < 0.7 and contact[2].min() < 0.5  # the interior leaks across
+    pred = decode("three_class_watershed", probs, min_size=5)  # h-maxima, interior_threshold 0.5
+    assert pred.max() == gt.max() and best_ious(gt, pred).min() > 0.97 and best_ious(pred, gt).min() > 0.97
+    # a marker rule that thresholds the interior at 0.5 joins the two discs through the contact
+    merged = decode("three_class_watershed", probs, markers="threshold", interior_threshold=0.5, min_size=5)
+    assert merged.max() == gt.max() - 1 and best_ious(gt, merged)[:2].max() < 0.6
+    # it needs a threshold above the contact's interior probability
+    high = decode("three_class_watershed", probs, markers="threshold", interior_threshold=0.9, min_size=5)
+    assert np.array_equal(high, pred)
+
+
+def test_h_maxima_markers_merge_shallow_saddles_only():
+    labels = np.zeros((24, 44), np.int32)
+    labels[6:18, 4:40] = 1  # one bar, its saturated interior cut by a two-column dip
+    inner = ndi.binary_erosion(labels > 0).astype(np.float32)
+
+    def bar(dip):
+        probs = np.stack([labels == 0, inner, (labels > 0) - inner]).astype(np.float32)
+        probs[1][:, 21:23] *= dip
+        probs[2][:, 21:23] += inner[:, 21:23] * (1 - dip)
+        return probs
+
+    # log-odds dip about 1 (< h = 1.5): one marker, though the two halves' tops are exactly equal
+    # (clipped), which skimage's h_maxima would return as two separate tops
+    assert decode("three_class_watershed", bar(0.9995), min_size=5).max() == 1
+    assert decode("three_class_watershed", bar(0.9995), h=0.5, min_size=5).max() == 2
+    assert decode("three_class_watershed", bar(0.9), min_size=5).max() == 2  # dip about 4.5
+
+
+def test_unknown_markers_are_refused():
+    with pytest.raises(ValueError, match="hmaxima"):
+        decode("three_class_watershed", three_class_probs(touching_discs()), markers="magic")
 
 
 def test_distance_watershed_recovers_touching_discs():

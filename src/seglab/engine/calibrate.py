@@ -12,8 +12,8 @@ tries the midpoints between the best value and its neighbours once. The choice i
 ``best.ckpt``'s decoder options, so ``seglab predict`` uses it, and the per-value scores go with it
 under ``decoder["calibration"]``.
 
-One option per decoder (:data:`GRIDS`); an option the user set in ``decoder_kwargs`` is left as
-set. Mask R-CNN and the semantic task are not calibrated.
+One option per decoder (:data:`GRIDS`; :data:`THRESHOLD_MARKERS` for the 3-class watershed run with
+``markers="threshold"``); an option the user set in ``decoder_kwargs`` is left as set. Mask R-CNN and the semantic task are not calibrated.
 """
 
 from __future__ import annotations
@@ -26,20 +26,22 @@ import numpy as np
 
 # decoder -> (option, candidate values, or multiples of the option's trained default when relative)
 GRIDS: dict[str, tuple[str, tuple[float, ...], bool]] = {
-    # high thresholds keep only the confident core of each nucleus as its marker, which splits
-    # touching nuclei more often (the demo's validation AJI rises steadily from 0.5 to 0.95)
-    "three_class_watershed": ("interior_threshold", (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), False),
+    # the h-maxima markers' dynamic in log-odds units; 1-2.5 won on every data set measured
+    "three_class_watershed": ("h", (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0), False),
     "distance_watershed": ("h", (0.05, 0.1, 0.2, 0.3), False),
     "embedding_meanshift": ("bandwidth", (0.75, 1.0, 1.25, 1.5), True),
     "embedding_seeds": ("similarity_threshold", (0.3, 0.4, 0.5, 0.6, 0.7), False),
 }
 # decoder -> the option's valid open interval (lower, upper); None = unbounded
 RANGES: dict[str, tuple[float, float | None]] = {
-    "three_class_watershed": (0.0, 1.0),  # a probability
+    "three_class_watershed": (0.0, None),  # log-odds
     "distance_watershed": (0.0, 1.0),  # h on a distance normalised to [0, 1]
     "embedding_meanshift": (0.0, None),
     "embedding_seeds": (0.0, 1.0),  # the pair similarity lies in (0, 1]
 }
+# three_class_watershed with markers="threshold" calibrates its threshold (a probability) instead:
+# the threshold that splits touching nuclei sits near the top (0.95 and above), hence the range
+THRESHOLD_MARKERS = ("interior_threshold", (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), False)
 MAX_IMAGES = 16  # validation images whose probabilities are cached (bounds time and memory)
 MAX_STEPS = 6  # values tried past a grid edge (each decodes the cached images once)
 MIN_GAP = 1e-3  # a bounded option stops this close to its limit
@@ -67,13 +69,23 @@ def _current_value(decoder: str, option: str, kwargs: dict[str, Any]) -> float:
     return float(_signature_default(decoder, option))
 
 
-def candidates(decoder: str, kwargs: dict[str, Any]) -> tuple[str, list[float]] | None:
-    """The option to calibrate and its values (the current value first), or None."""
+def grid(decoder: str, kwargs: dict[str, Any]) -> tuple[str, tuple[float, ...], bool, tuple[float, float | None]] | None:
+    """``(option, values, relative, valid range)`` calibrated for ``decoder`` run with ``kwargs``, or None."""
     if decoder not in GRIDS:
         return None
-    option, grid, relative = GRIDS[decoder]
+    if decoder == "three_class_watershed" and kwargs.get("markers") == "threshold":
+        return (*THRESHOLD_MARKERS, (0.0, 1.0))
+    return (*GRIDS[decoder], RANGES[decoder])
+
+
+def candidates(decoder: str, kwargs: dict[str, Any]) -> tuple[str, list[float]] | None:
+    """The option to calibrate and its values (the current value first), or None."""
+    entry = grid(decoder, kwargs)
+    if entry is None:
+        return None
+    option, values, relative, _ = entry
     current = _current_value(decoder, option, kwargs)
-    values = [round(current * g, 6) for g in grid] if relative else list(grid)
+    values = [round(current * g, 6) for g in values] if relative else list(values)
     return option, [current] + [v for v in values if not np.isclose(v, current)]
 
 
@@ -144,7 +156,7 @@ def choose(decoder: str, kwargs: dict[str, Any], stacks: Sequence[np.ndarray], t
 
     for value in values:
         score(value)
-    extend(score, values, RANGES[decoder], values[0])
+    extend(score, values, grid(decoder, kwargs)[3], values[0])  # type: ignore[index]
     best = max(scores, key=lambda v: (scores[v], v == values[0]))  # ties keep the current value
     return {"option": option, "value": best, "scores": scores, "images": len(stacks)}
 
@@ -177,7 +189,7 @@ def calibrate_checkpoint(
     decoder = meta.get("decoder") or {}
     if meta.get("task") != "instance" or decoder.get("name") not in GRIDS or not samples:
         return None
-    if GRIDS[decoder["name"]][0] in user_kwargs:
+    if grid(decoder["name"], {**(decoder.get("kwargs") or {}), **user_kwargs})[0] in user_kwargs:  # type: ignore[index]
         return None
     predictor = Predictor(build_model(ckpt, checkpoint), meta, tile=tile, device=device)  # no second read
     chosen = list(samples)[:MAX_IMAGES]

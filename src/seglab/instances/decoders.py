@@ -5,7 +5,8 @@ touching objects separable: a three-class map (background / interior / boundary,
 Cui et al., "Deep learning for nuclei segmentation", and the DCAN contour idea of Chen et al.,
 CVPR 2016) or a normalised distance-to-boundary map (Naylor et al., IEEE TMI 2019). Marker-
 controlled watershed (Beucher & Meyer, 1993) then splits the foreground into instances, seeded by
-confident interiors or by the distance map's regional maxima.
+the h-maxima of the interior confidence (Soille, "Morphological Image Analysis", 2003) or by the
+distance map's regional maxima.
 
 Every step is a whole-array scipy / scikit-image call: no Python loop over pixels or instances.
 Label maps are ``H x W`` int32, 0 = background, instances numbered 1..K.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
+from skimage.morphology import h_maxima, local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
 
@@ -88,29 +89,95 @@ def _add_unseeded(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return labels
 
 
+MARKERS = ("hmaxima", "threshold")  # marker rules of three_class_watershed
+_LOG_ODDS_CLIP = 1e-4  # probabilities clipped to [1e-4, 1 - 1e-4]: log-odds within +-9.2
+
+
+def _interior_log_odds(interior: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """``log(p / (1 - p))`` of the interior probability (clipped), Gaussian-smoothed by ``smoothing`` px.
+
+    The clip makes a saturated core a plateau instead of float noise; the smoothing removes
+    pixel-level wiggles that would otherwise count as separate maxima.
+    """
+    p = np.clip(interior.astype(np.float64), _LOG_ODDS_CLIP, 1.0 - _LOG_ODDS_CLIP)
+    odds = np.log(p / (1.0 - p))
+    return ndi.gaussian_filter(odds, smoothing) if smoothing > 0 else odds
+
+
+def _three_class_markers(
+    interior: np.ndarray, confident: np.ndarray, markers: str, h: float, interior_threshold: float, smoothing: float
+) -> np.ndarray:
+    """Marker label map: h-maxima of the interior log-odds, or components of a thresholded interior."""
+    if markers == "threshold":
+        return ndi.label(confident & (interior > interior_threshold))[0]
+    if not confident.any():
+        return np.zeros(interior.shape, np.int32)
+    relief = _interior_log_odds(interior, smoothing)
+    relief[~confident] = relief.min() - 1.0  # maxima of each confident region on its own
+    # the h-maxima transform (Soille): reconstruct the relief lowered by h under itself; each dome
+    # rising at least h becomes one flat plateau at (its top - h), its regional maximum. (Not
+    # skimage's h_maxima, which returns each dome's top pixels: equal tops joined by a shallow
+    # saddle, as a clipped, saturated core has, would come back as separate markers.)
+    domes = reconstruction(relief - h, relief, method="dilation")
+    peaks = local_maxima(domes, connectivity=2) & confident & (interior > interior_threshold)
+    return ndi.label(peaks, structure=np.ones((3, 3)))[0]
+
+
 def three_class_watershed(
     probs: np.ndarray,
     *,
+    markers: str = "hmaxima",
+    h: float = 1.5,
     interior_threshold: float = 0.5,
     boundary_threshold: float = 0.5,
     foreground_threshold: float = 0.5,
+    smoothing: float = 1.0,
     min_size: int = 10,
     fill_holes: bool = True,
 ) -> np.ndarray:
     """Marker-controlled watershed on a background / interior / boundary probability map.
 
-    Markers are the connected components of confident interior (interior probability above
-    ``interior_threshold`` and boundary probability below ``boundary_threshold``); the mask is
-    the foreground (``1 - p_background > foreground_threshold``); the flooded relief is
+    The mask is the foreground (``1 - p_background > foreground_threshold``); the flooded relief is
     ``p_boundary - p_interior``, so instances meet on the boundary ridges. Foreground components
     without a marker become instances of their own; small instances are removed, holes filled.
 
+    Markers (``markers``):
+
+    - ``"hmaxima"`` (default): the regional maxima of the interior log-odds
+      ``log(p / (1 - p))`` (clipped at 1e-4, smoothed by ``smoothing`` px) whose dynamic is at
+      least ``h``: a nucleus gets its own marker when its interior confidence rises ``h`` log-odds
+      units above the saddle joining it to a neighbour. Only confident-interior pixels (interior
+      above ``interior_threshold``, boundary below ``boundary_threshold``) can be markers.
+    - ``"threshold"``: the connected components of confident interior (interior above
+      ``interior_threshold``, boundary below ``boundary_threshold``); the classic rule.
+
+    Why not the threshold: the boundary target between touching nuclei is a line two pixels wide
+    (one per nucleus) that the network predicts softly, and where the image shows no seam it
+    barely predicts it: on four of the five models we measured, a tenth of the contact pixels
+    still read above 0.8 interior. One pixel path above the threshold joins two nuclei's markers,
+    so the threshold must clear the highest saddle of every contact while staying below every
+    nucleus's peak; only values near the top do (the built-in H&E tiles after 2 minutes' training:
+    validation AJI 0.56 at 0.5, 0.90 at 0.95), and where exactly depends on how saturated the
+    model's softmax is. The h-maxima rule asks how far each peak rises above its saddle in
+    log-odds, which a shift of the model's overall confidence does not move. On models trained
+    on three data sets independent of the built-in
+    generator (8, 18 and 40 px nuclei) it matched or beat the best calibrated threshold (validation
+    AJI 0.956 / 0.948 / 0.61 against 0.955 / 0.948 / 0.53), its best ``h`` lay between 1 and 3
+    everywhere, and 1.5 was the best single value (at most 0.006 AJI below each set's best);
+    ``h`` is the option calibration tunes.
+
     Args:
         probs: class probabilities, channel order background, interior, boundary.
+        markers: ``"hmaxima"`` or ``"threshold"``, see above.
+        h: minimum dynamic (log-odds units) of an interior maximum that seeds an instance
+            (``"hmaxima"``); larger merges more.
         interior_threshold: minimum interior probability of a marker pixel.
         boundary_threshold: a marker pixel's boundary probability must be below this.
         foreground_threshold: minimum foreground probability of a pixel inside an instance.
-        min_size: instances with fewer pixels are dropped.
+        smoothing: Gaussian sigma (px) applied to the log-odds before finding maxima
+            (``"hmaxima"``); 1 px suited nuclei of 8 to 40 px diameter alike.
+        min_size: instances with fewer pixels are dropped (a tenth of the median nucleus area is
+            a good value).
         fill_holes: fill background holes enclosed by an instance.
 
     Returns:
@@ -122,10 +189,13 @@ def three_class_watershed(
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3 or probs.shape[0] != 3:
         raise ValueError(f"three_class_watershed expects 3 x H x W probabilities, got {probs.shape}")
+    if markers not in MARKERS:
+        raise ValueError(f"unknown markers {markers!r}; choose from {', '.join(MARKERS)}")
     background, interior, boundary = probs
     mask = (1.0 - background) > foreground_threshold
-    markers, _ = ndi.label((interior > interior_threshold) & (boundary < boundary_threshold) & mask)
-    labels = watershed(boundary - interior, markers, mask=mask)
+    confident = (boundary < boundary_threshold) & mask
+    seeds = _three_class_markers(interior, confident, markers, h, interior_threshold, smoothing)
+    labels = watershed(boundary - interior, seeds, mask=mask)
     return _finish(_add_unseeded(labels, mask), min_size, fill_holes)
 
 
