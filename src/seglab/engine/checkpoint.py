@@ -96,7 +96,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_META if k not in ckpt["seglab"]]
     if missing:
         raise DataError(path, f"seglab metadata lacks {', '.join(missing)}")
+    _upgrade_decoder(ckpt["seglab"])
     return ckpt
+
+
+def _upgrade_decoder(meta: dict[str, Any]) -> None:
+    """Keep a checkpoint's decoder decoding as it did when it was written.
+
+    The 3-class watershed's markers were thresholded interiors until h-maxima of the interior
+    log-odds became the default; a checkpoint whose decoder names ``interior_threshold`` (set or
+    calibrated) and no ``markers`` was tuned for the threshold rule and keeps it.
+    """
+    decoder = meta.get("decoder") or {}
+    kwargs = decoder.get("kwargs")
+    if decoder.get("name") != "three_class_watershed" or not isinstance(kwargs, dict) or "markers" in kwargs:
+        return
+    calibrated = (decoder.get("calibration") or {}).get("option") == "interior_threshold"
+    if calibrated or "interior_threshold" in kwargs:
+        kwargs["markers"] = "threshold"
 
 
 def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
