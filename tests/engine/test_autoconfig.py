@@ -100,3 +100,32 @@ def test_pinned_choices_are_left_alone_and_every_choice_says_why(monkeypatch):
 def test_other_models_are_not_resized(monkeypatch):
     plan = _plan(monkeypatch, {"minutes": 3, "model": "deeplabv3plus", "encoder": "resnet18"}, _fp())
     assert plan.config.model_kwargs == {} and plan.config.patch == 128
+
+
+def test_large_objects_reach_the_network_downscaled(monkeypatch):
+    fp = _fp(diameter=65, p95=80, size=1024)
+    assert auto.choose_scale(fp) == 0.5 and auto.choose_scale(_fp(diameter=100)) == 0.25
+    assert auto.choose_scale(_fp(diameter=36)) == 1.0
+    plan = _plan(monkeypatch, {"minutes": 3}, fp)
+    kwargs = plan.config.model_kwargs
+    assert kwargs["input_scale"] == 0.5
+    # the network sees 32.5 px objects: patch 8 x 32.5 -> 288 px, capped at 256 on a CPU, i.e. 512 px of image
+    assert plan.config.patch == 512 and plan.config.batch_size == 2
+    assert kwargs["depth"] == auto.choose_depth(auto.scaled(fp, 0.5), 256)[0]
+    other = _plan(monkeypatch, {"minutes": 3, "model": "deeplabv3plus", "encoder": "resnet18"}, fp)
+    assert other.config.model_kwargs == {"input_scale": 0.5}
+    pinned = _plan(monkeypatch, {"minutes": 3, "model_kwargs": {"depth": 4}}, fp)
+    assert pinned.config.model_kwargs == {"depth": 4} and pinned.config.patch == 256
+
+
+def test_input_scale_runs_the_network_on_the_resized_image():
+    from seglab.models import create_model
+
+    torch.manual_seed(0)
+    scaled_model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4, input_scale=0.5).eval()
+    x = torch.rand(1, 1, 64, 48)
+    small = torch.nn.functional.interpolate(x, size=(32, 24), mode="bilinear", align_corners=False, antialias=True)
+    scaled_model.input_scale = 1.0
+    expected = torch.nn.functional.interpolate(scaled_model(small), size=(64, 48), mode="bilinear", align_corners=False)
+    scaled_model.input_scale = 0.5
+    torch.testing.assert_close(scaled_model(x), expected)

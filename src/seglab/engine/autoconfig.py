@@ -12,6 +12,9 @@ rule says what it chose and why in one line. The rules:
   reach the network alike.
 - **modality**: objects brighter than the background are fluorescence-like (intensity, gain and
   gamma jitter); darker ones brightfield (RGB: colour and H&E stain jitter).
+- **input scale**: objects wider than :data:`MAX_DIAMETER` px (cells at high magnification)
+  reach the network halved (or quartered) until their median diameter fits: the same compute
+  then sees 4x the area. Every rule below reasons in the network's pixels.
 - **patch**: about 8 median object diameters (several objects per patch) and at least 3 of the
   largest (95th percentile) objects, a multiple of 32 in [96, 256] (512 on a GPU), no larger
   than the images.
@@ -31,13 +34,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from seglab.config import TrainConfig
 from seglab.data.fingerprint import Fingerprint
+from seglab.models import MODELS
 
 MIN_STEPS = 500  # optimizer steps a time-budgeted run should reach
 WIDTHS = (8, 12, 16, 24, 32, 48, 64)  # candidate base widths of the classic U-Net (64 = the paper's)
@@ -45,6 +49,7 @@ USABLE_SHARE = 0.85  # share of a time budget spent in training steps (the rest:
 PIXELS_PER_STEP = 8 * 128 * 128
 RF_OBJECTS = 5  # the receptive field should span this many large objects
 CPU_MEMORY_BYTES = 4 * 2**30  # activation budget of a CPU training step without a time budget
+MAX_DIAMETER = 40.0  # median object diameter (px) above which the network sees the image downscaled
 
 
 @dataclass
@@ -58,6 +63,24 @@ class Plan:
 
 def _round32(x: float) -> int:
     return int(32 * math.ceil(x / 32))
+
+
+def choose_scale(fp: Fingerprint) -> float:
+    """The largest power of 1/2 bringing the median object diameter to at most :data:`MAX_DIAMETER`."""
+    scale = 1.0
+    while fp.diameters["median"] * scale > MAX_DIAMETER and scale > 0.125:
+        scale /= 2
+    return scale
+
+
+def scaled(fp: Fingerprint, scale: float) -> Fingerprint:
+    """The fingerprint as the network sees the data at ``input_scale``: sizes in its pixels."""
+    if scale == 1.0:
+        return fp
+    return replace(
+        fp, heights=[max(1, round(h * scale)) for h in fp.heights], widths=[max(1, round(w * scale)) for w in fp.widths],
+        diameters={k: v * scale for k, v in fp.diameters.items()}, areas={k: v * scale**2 for k, v in fp.areas.items()},
+    )
 
 
 def choose_patch(fp: Fingerprint, *, gpu: bool) -> tuple[int, str]:
@@ -128,9 +151,9 @@ def _unet(channels: int, classes: int, depth: int, width: int, aux: dict[str, in
 
 
 def choose_width(config: TrainConfig, fp: Fingerprint, depth: int, classes: int, aux: dict[str, int],
-                 device: torch.device) -> tuple[int, str, float | None]:
-    """The base width from the budget; returns ``(width, why, seconds per step or None)``."""
-    patch, batch = config.patch, config.batch_size
+                 device: torch.device, patch: int) -> tuple[int, str, float | None]:
+    """The base width from the budget at the network's ``patch``; ``(width, why, s/step or None)``."""
+    batch = config.batch_size
     if config.minutes is None:
         limit = 0.5 * torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else CPU_MEMORY_BYTES
         from seglab.analysis.memory import memory_profile
@@ -201,23 +224,32 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
             why = (f"brightfield: each channel clipped to the data set's p0.5-p99.5 ({ranges} in {fp.dtype} "
                    f"units; stain differences kept) and scaled to [0, 1], then z-scored")
         plan.reasons.append(f"normalize {values['normalize']}: {why}")
+    scale = 1.0 if "model_kwargs" in pinned or config.model not in MODELS else choose_scale(fp)
+    net = scaled(fp, scale)  # sizes as the network sees them
+    at = "" if scale == 1.0 else f" (in the network's pixels at input_scale {scale:g})"
     if fp.diameters["median"] > 0:
-        patch, why = choose_patch(fp, gpu=gpu)
-        choose("patch", patch, why)
-    patch = values.get("patch", config.patch)
-    choose("batch_size", choose_batch(patch), f"about {PIXELS_PER_STEP // 1024}k pixels per step at patch {patch}")
+        patch, why = choose_patch(net, gpu=gpu)
+        choose("patch", round(patch / scale), why + at)
+    patch = round(values.get("patch", config.patch) * scale)  # the network's patch
+    choose("batch_size", choose_batch(patch), f"about {PIXELS_PER_STEP // 1024}k pixels per step at patch {patch}{at}")
     config = config.model_copy(update=values)
     values = {}
     seconds_per_step = None
     sizable = config.model == "unet" and config.encoder is None and "model_kwargs" not in pinned
+    rescale = {} if scale == 1.0 else {"input_scale": scale}
+    why_scale = "" if scale == 1.0 else (f"input_scale {scale:g}: objects of median diameter "
+                                         f"{fp.diameters['median']:.0f} px reach the network at {net.diameters['median']:.0f} px; ")
     if sizable and fp.diameters["median"] > 0:
-        depth, why_depth = choose_depth(fp, config.patch)
-        width, why_width, seconds_per_step = choose_width(config, fp, depth, classes, aux, device)
-        choose("model_kwargs", {"depth": depth, "base_channels": width}, f"depth: {why_depth}; width: {why_width}")
-        if seconds_per_step and USABLE_SHARE * 60 * config.minutes / seconds_per_step < MIN_STEPS:
-            need = MIN_STEPS * seconds_per_step / USABLE_SHARE / 60
-            plan.warnings.append(f"even the narrowest U-Net gets only ~{USABLE_SHARE * 60 * config.minutes / seconds_per_step:.0f} "
-                                 f"steps in {config.minutes:g} min ({MIN_STEPS} wanted): --minutes {math.ceil(need)} would fit them")
+        depth, why_depth = choose_depth(net, patch)
+        width, why_width, seconds_per_step = choose_width(config, net, depth, classes, aux, device, patch)
+        choose("model_kwargs", {"depth": depth, "base_channels": width, **rescale},
+               f"{why_scale}depth: {why_depth}; width: {why_width}")
+    elif rescale:
+        choose("model_kwargs", {**config.model_kwargs, **rescale}, why_scale.rstrip("; "))
+    if seconds_per_step and USABLE_SHARE * 60 * config.minutes / seconds_per_step < MIN_STEPS:
+        need = MIN_STEPS * seconds_per_step / USABLE_SHARE / 60
+        plan.warnings.append(f"even the narrowest U-Net gets only ~{USABLE_SHARE * 60 * config.minutes / seconds_per_step:.0f} "
+                             f"steps in {config.minutes:g} min ({MIN_STEPS} wanted): --minutes {math.ceil(need)} would fit them")
     if config.minutes is not None and "patches_per_image" not in pinned and seconds_per_step:
         expected = USABLE_SHARE * 60 * config.minutes / seconds_per_step
         per_epoch = max(8.0, expected / 8)

@@ -62,8 +62,11 @@ def model_kwargs(name: str) -> dict[str, Any]:
     return {k: p.default for k, p in params.items() if k != "self"}
 
 
-def create_model(name: str, *, in_channels: int = 3, num_classes: int, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, in_channels: int = 3, num_classes: int, input_scale: float = 1.0, **kwargs: Any) -> nn.Module:
     """Build model ``name`` from ``MODELS`` or ``DETECTION_MODELS`` (random init unless ``pretrained=`` asks otherwise).
+
+    ``input_scale`` (segmentation models): run the network on the input resized by this factor
+    in (0, 1], outputs resized back (see :mod:`seglab.models.base`).
 
     Raises:
         ConfigError: unknown model name, or a keyword argument the model does not take (the
@@ -75,4 +78,9 @@ def create_model(name: str, *, in_channels: int = 3, num_classes: int, **kwargs:
         raise ConfigError(
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(sorted(valid))}"
         )
-    return _model_class(name)(in_channels=in_channels, num_classes=num_classes, **kwargs)
+    if not 0.0 < float(input_scale) <= 1.0 or (input_scale != 1.0 and name not in MODELS):
+        raise ConfigError(f"model {name!r}: input_scale must be in (0, 1] (segmentation models only), got {input_scale}")
+    model = _model_class(name)(in_channels=in_channels, num_classes=num_classes, **kwargs)
+    if input_scale != 1.0:
+        model.input_scale = float(input_scale)
+    return model

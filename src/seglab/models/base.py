@@ -14,6 +14,11 @@ Output contract (what the training engine and the predictor can rely on):
   bilinearly up-sampled); in eval mode the output is what it would be without deep supervision.
 * Outputs coarser than the padded input (DeepLab, FCN) are bilinearly up-sampled to it
   (``align_corners=False``, as torchvision's segmentation models do).
+* ``input_scale`` (``create_model(..., input_scale=0.5)``): the network runs on the input
+  resized by that factor (bilinear, antialiased) and every output is resized back to ``H x W``:
+  large objects (cells at high magnification) reach the network at the size it sees best, for a
+  quarter of the compute. Part of the model, so training, validation, prediction and export
+  all do it alike; it is recorded with the model's keyword arguments.
 
 Speed: on CPU, ``model.to(memory_format=torch.channels_last)`` with channels_last input is the
 fast configuration (oneDNN convolutions, see ``seglab.models.fastpaths``); outputs keep the
@@ -86,10 +91,22 @@ def _to_size(t: torch.Tensor, size: tuple[int, int], h: int, w: int) -> torch.Te
     return t
 
 
+def _rescaled(forward, x: torch.Tensor, scale: float):
+    """``forward`` on ``x`` resized by ``scale``; every output resized back to ``x``'s ``H x W``."""
+    h, w = x.shape[-2:]
+    small = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = forward(F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=scale < 1))
+    back = lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)  # noqa: E731
+    if isinstance(out, torch.Tensor):
+        return back(out)
+    return {k: [back(t) for t in v] if isinstance(v, list) else back(v) for k, v in out.items()}
+
+
 class SegmentationModel(nn.Module):
     """Base class: ``forward`` never changes; see the module docstring for the output contract."""
 
     required_divisor: int = 1
+    input_scale: float = 1.0
     encoder: nn.Module
     decoder: nn.Module
     heads: nn.Module
@@ -99,6 +116,11 @@ class SegmentationModel(nn.Module):
         self.deep_heads = nn.ModuleList()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
+        if self.input_scale != 1.0:
+            return _rescaled(self._forward, x, self.input_scale)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.required_divisor)
         size = (x.shape[-2], x.shape[-1])
