@@ -70,6 +70,10 @@ class TrainConfig(BaseModel):
     encoder: str | None = None  # backbone: None (classic), resnet18/34/50, any timm name
     model_kwargs: dict[str, Any] = {}  # extra keyword arguments for the model
     loss: str = "ce+dice"  # e.g. "ce+dice", "ce+0.5*jaccard", "focal", "lovasz"
+    # loss options (seglab.losses.create_loss): `option: value` reaches every term of `loss` that
+    # takes it ({weight: [1, 2, 4]}: class weights of ce and dice), `term: {option: value}` that
+    # term only ({ce: {weight: [1, 2, 4]}, dice: {smooth: 1}}); focal gamma, tversky alpha/beta, ...
+    loss_kwargs: dict[str, Any] = {}
     decoder_kwargs: dict[str, Any] = {}  # instance decoder options (thresholds, min_size)
     calibrate: bool = True  # after training, pick the decoder's main threshold on the validation set
     minutes: float | None = None  # wall-clock training budget (a run has one budget: minutes, epochs or max_steps)

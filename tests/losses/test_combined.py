@@ -110,3 +110,35 @@ def test_create_loss_errors():
         create_loss("ce+abc*dice", mode="multiclass")
     with pytest.raises(ConfigError):
         create_loss("ce+", mode="multiclass")
+
+
+def test_per_term_options_reach_their_term_only():
+    logits, target = batch()
+    w = torch.tensor([0.5, 1.0, 4.0])
+    loss = create_loss("ce+dice", mode="multiclass", ignore_index=255, ce={"weight": w.tolist()}, dice={"smooth": 1.0})
+    value = loss(logits, target)
+    ce = torch.nn.functional.cross_entropy(logits, target, weight=w, ignore_index=255)
+    dice = DiceLoss(mode="multiclass", ignore_index=255, smooth=1.0)(logits, target)
+    torch.testing.assert_close(loss.losses[0](logits, target), ce)
+    torch.testing.assert_close(value, ce + dice)
+    assert loss.losses[1].weight is None  # nested: not given to dice
+    flat = create_loss("ce+dice", mode="multiclass", ignore_index=255, weight=w.tolist())
+    torch.testing.assert_close(flat.losses[1].weight, w)  # flat: every term that takes it
+    both = create_loss("dice+0.5*dice", mode="multiclass", smooth=2.0, dice_2={"smooth": 0.0})
+    assert (both.losses[0].smooth, both.losses[1].smooth) == (2.0, 0.0)  # per-term wins over flat
+
+
+def test_check_loss_kwargs_lists_the_valid_keys_in_one_line():
+    from seglab.losses import check_loss_kwargs
+
+    with pytest.raises(ConfigError) as err:
+        check_loss_kwargs("ce+dice", {"gama": 2, "ce": {"smooth": 1}})
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("loss_kwargs gama, ce.smooth not accepted by 'ce+dice'")
+    assert msg.endswith("term names ce, dice; options average, eps, log_loss, per_image, pos_weight, smooth, weight")
+    assert "ignore_index" not in msg.split("valid:")[1]  # training sets it
+    with pytest.raises(ConfigError, match="ignore_index"):
+        check_loss_kwargs("ce", {"ignore_index": 0})
+    with pytest.raises(ConfigError, match="focal must map"):
+        check_loss_kwargs("focal", {"focal": 3})
+    assert check_loss_kwargs("focal", {"gamma": 3}) == {"gamma": 3}

@@ -186,14 +186,25 @@ def _preprocessing(config: TrainConfig, fp: Any) -> dict[str, Any]:
     return {"in_channels": fp.channels, "intensity": scaling.to_preprocessing(), "mean": list(mean), "std": list(std)}
 
 
+def _class_loss(config: TrainConfig, recipe: Recipe) -> torch.nn.Module:
+    """The loss on the class logits: ``config.loss`` with ``config.loss_kwargs`` (checked: keys,
+    and one class weight per class of the recipe)."""
+    from seglab.losses import check_loss_kwargs, create_loss
+
+    loss = create_loss(config.loss, mode="multiclass", ignore_index=255, **check_loss_kwargs(config.loss, config.loss_kwargs))
+    for name, weight in loss.named_buffers():
+        if name.rsplit(".", 1)[-1] == "weight" and weight.numel() != recipe.num_classes:
+            classes = ", ".join(recipe.class_names)
+            raise ConfigError(f"loss_kwargs: weight has {weight.numel()} entries, the model predicts {recipe.num_classes} classes ({classes})")
+    return loss
+
+
 def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.LightningModule, SegmentationDataModule, Recipe]:
     """Resolve data, recipe, model and loss into a module and a data module.
 
     ``run`` is :func:`plan_run`'s result; ``None`` plans here (``config`` is then replaced by the
     planned one).
     """
-    from seglab.losses import create_loss
-
     run = run or plan_run(config)
     config = run.config
     train_samples, val_samples, fp, recipe = run.train_samples, run.val_samples, run.fingerprint, run.recipe
@@ -215,6 +226,9 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
     if recipe.method == "maskrcnn":
         from seglab.engine.detection_module import DetectionModule
 
+        if config.loss_kwargs:
+            raise ConfigError(f"loss_kwargs do not apply to model {config.model!r} (it trains on its own losses)")
+
         module = DetectionModule(model=model, meta=meta, **optim)
     else:
         module_class, route_kwargs = SegmentationModule, {}
@@ -225,7 +239,7 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
             route_kwargs = check_route_kwargs(config.embedding_kwargs)
         elif config.embedding_kwargs:
             raise ConfigError(f"embedding_kwargs apply to the embedding, seeds and recurrent methods, not {recipe.method!r}")
-        loss = create_loss(config.loss, mode="multiclass", ignore_index=255)
+        loss = _class_loss(config, recipe)
         model = model.to(memory_format=torch.channels_last)
         module = module_class(model=model, recipe=recipe, loss=loss, meta=meta, **optim, **route_kwargs)
     data = SegmentationDataModule(

@@ -25,7 +25,7 @@ from seglab.losses.combined import CombinedLoss
 from seglab.losses.cross_entropy import CrossEntropyLoss, FocalLoss
 from seglab.losses.discriminative import DiscriminativeLoss
 from seglab.losses.embedding import FathiPairLoss, KongPairLoss, SeedinessLoss
-from seglab.losses.factory import LOSSES, create_loss, parse_spec
+from seglab.losses.factory import LOSSES, check_loss_kwargs, create_loss, parse_spec
 from seglab.losses.generalized_dice import GeneralizedDiceLoss
 from seglab.losses.lovasz import LovaszLoss
 from seglab.losses.region import DiceLoss, JaccardLoss, TverskyLoss
@@ -46,6 +46,7 @@ __all__ = [
     "LovaszLoss",
     "SeedinessLoss",
     "TverskyLoss",
+    "check_loss_kwargs",
     "create_loss",
     "parse_spec",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -54,8 +55,16 @@ def create_loss(spec: str, *, mode: str, **kwargs: Any) -> nn.Module:
     Args:
         spec: loss names from :data:`LOSSES` joined by ``+``, each optionally ``weight*name``.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``, given to every loss.
-        **kwargs: options given to every loss that accepts them (``ignore_index=255`` reaches all;
-            ``gamma`` only the focal loss). An option no loss of the spec accepts is an error.
+        **kwargs: loss options, in two forms that may be mixed:
+
+            * ``option=value`` reaches every term that accepts it (``ignore_index=255`` reaches
+              all, ``gamma`` only the focal loss, ``weight`` both terms of ``"ce+dice"``);
+            * ``term={option: value, ...}`` reaches that term only, named as in the spec
+              (``ce={"weight": [1, 5]}, dice={"smooth": 1}``; a repeated name is ``dice_2``).
+              It wins over the same option given flat.
+
+            An option no term accepts, or a term option its term does not accept, is an error.
+            This is the config's ``loss_kwargs`` (see :func:`check_loss_kwargs`).
 
     Returns:
         The loss itself for a single unweighted name, else a :class:`CombinedLoss` whose
@@ -65,18 +74,49 @@ def create_loss(spec: str, *, mode: str, **kwargs: Any) -> nn.Module:
         ConfigError: unknown name (valid ones listed), malformed spec, or unused option.
     """
     terms = parse_spec(spec)
-    classes = [LOSSES[name] for _, name in terms]
-    accepted = set().union(*(_options(cls) for cls in classes))
-    unused = sorted(set(kwargs) - accepted)
-    if unused:
-        raise ConfigError(
-            f"loss option(s) {', '.join(unused)} not accepted by {spec!r}; "
-            f"valid options: {', '.join(sorted(accepted))}"
-        )
-    modules = [
-        cls(mode=mode, **{k: v for k, v in kwargs.items() if k in _options(cls)}) for cls in classes
-    ]
+    per_term = _split_options(spec, terms, kwargs, reserved=(), what="loss option(s)")
+    modules = [cls(mode=mode, **options) for cls, options in per_term]
     if len(terms) == 1 and terms[0][0] == 1.0:
         return modules[0]
     names = unique_names([name for _, name in terms])
     return CombinedLoss(dict(zip(names, modules, strict=True)), weights=[w for w, _ in terms])
+
+
+# set by seglab's training itself: 255 = ignore in every target, and models return logits
+RESERVED = ("ignore_index", "from_logits")
+
+
+def check_loss_kwargs(spec: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's ``loss_kwargs`` for loss ``spec``, checked (forms: :func:`create_loss`).
+
+    Raises:
+        ConfigError: one line naming the bad keys and listing the valid ones for ``spec`` (its
+            term names and the options of its terms, without ``ignore_index`` and
+            ``from_logits``, which training sets).
+    """
+    _split_options(spec, parse_spec(spec), kwargs, reserved=RESERVED, what="loss_kwargs")
+    return dict(kwargs)
+
+
+def _split_options(
+    spec: str, terms: list[tuple[float, str]], kwargs: Mapping[str, Any], *, reserved: tuple[str, ...], what: str
+) -> list[tuple[type[nn.Module], dict[str, Any]]]:
+    """Each term's class and its options from flat and per-term ``kwargs`` (see :func:`create_loss`)."""
+    names = unique_names([name for _, name in terms])
+    classes = [LOSSES[name] for _, name in terms]
+    options = [_options(cls) - set(reserved) for cls in classes]
+    accepted = set().union(*options)
+    valid = f"valid: term names {', '.join(names)}; options {', '.join(sorted(accepted))}"
+    bad = sorted(k for k in kwargs if k not in names and k not in accepted)
+    for name, opts in zip(names, options, strict=True):
+        nested = kwargs.get(name, {})
+        if not isinstance(nested, Mapping):
+            raise ConfigError(f"{what}: {name} must map {name}'s options to values, got {nested!r}; {valid}")
+        bad += [f"{name}.{k}" for k in sorted(set(nested) - opts)]
+    if bad:
+        raise ConfigError(f"{what} {', '.join(bad)} not accepted by {spec!r}; {valid}")
+    flat = {k: v for k, v in kwargs.items() if k not in names}
+    return [
+        (cls, {**{k: v for k, v in flat.items() if k in opts}, **kwargs.get(name, {})})
+        for cls, name, opts in zip(classes, names, options, strict=True)
+    ]
