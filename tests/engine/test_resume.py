@@ -114,8 +114,6 @@ def test_training_data_stream_depends_on_seed_and_epoch_only(tiny_data):
         assert all(torch.equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))
 
 
-@pytest.mark.xfail(strict=True, reason="Lightning 2.6's ModelCheckpoint(save_last=True) writes last.ckpt only "
-                   "together with a new best.ckpt; seglab.engine.trainer needs its own last-checkpoint callback")
 def test_last_checkpoint_holds_the_final_step(tiny, tiny_data, tmp_path):
     """last.ckpt is what --resume continues from: it must hold the last epoch, also when that epoch
     did not improve val/aji (a learning rate of 1e-9 keeps the score of epoch 0)."""

@@ -328,9 +328,13 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
     plain = (not sys.stderr.isatty()) if plain_log is None else plain_log
     throughput = Throughput(budget, plain=plain)
     checkpoint = ModelCheckpoint(
-        dirpath=str(run_dir), filename="best", monitor=monitor, mode="max", save_last=True,
+        dirpath=str(run_dir), filename="best", monitor=monitor, mode="max",
         enable_version_counter=False, auto_insert_metric_name=False,
     )
+    # last.ckpt after every validation, improved or not (ModelCheckpoint's save_last writes it
+    # only together with a new best): --resume continues from the latest state
+    latest = ModelCheckpoint(dirpath=str(run_dir), filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False, auto_insert_metric_name=False)
     max_epochs = config.epochs if config.epochs is not None else (-1 if config.budget_given else DEFAULT_EPOCHS)
     if not config.budget_given:
         budget.epochs = DEFAULT_EPOCHS
@@ -344,7 +348,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
         max_steps=config.max_steps or -1,
         gradient_clip_val=config.grad_clip,
         check_val_every_n_epoch=config.val_every,
-        callbacks=[budget, throughput, checkpoint],
+        callbacks=[budget, throughput, checkpoint, latest],
         logger=_loggers(run_dir),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=not plain,
