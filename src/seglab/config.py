@@ -41,6 +41,7 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{key: _at_least(1) for key in ("batch_size", "patches_per_image", "devices", "num_nodes", "val_every", "embedding_dim")},
     "workers": _at_least(0),
     "warmup": ((lambda v: 0.0 <= v < 1.0), "must lie in [0, 1)"),
+    "foreground_sampling": ((lambda v: 0.0 <= v <= 1.0), "must lie in [0, 1]"),
     "num_classes": _at_least(2),
     "minutes": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
     "epochs": ((lambda v: v > 0), "must be positive"),
@@ -82,6 +83,10 @@ class TrainConfig(BaseModel):
     batch_size: int = 8
     patch: int = 256  # training patch size (images smaller than this are padded)
     patches_per_image: int = 4  # random patches drawn per image and epoch
+    # share of training patches centred on a foreground pixel (semantic: of a class drawn uniformly
+    # among the image's foreground classes, so rare classes weigh as much as common ones), the rest
+    # placed uniformly; 0 = uniform only. nnU-Net centres 1/3 of its patches on foreground
+    foreground_sampling: float = 0.0
     augment: Literal["none", "default", "strong"] = "default"
     modality: Literal["brightfield", "fluorescence"] = "brightfield"  # photometric augmentation; auto from the data
     normalize: Literal["auto", "dataset", "image", "dtype"] = "auto"  # intensity scaling (seglab.data.normalize); auto: from the data

@@ -205,3 +205,71 @@ def test_strong_augmentation_borders_are_ignore_not_background(tmp_path, task):
             assert set(np.unique(item["instances"].numpy()).tolist()) <= {0, 5}
             np.testing.assert_array_equal(item["instances"].numpy() == 0, item["three_class"].numpy() == 255)
     assert exposed > 0  # the affine / elastic steps did expose borders
+
+
+def _blob_folder(root, label, channels=3):
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    write_image(root / "images" / "a.png", np.full((*label.shape, channels), 128, np.uint8))
+    write_label(root / "labels" / "a.tif", label)
+    return find_samples(root)
+
+
+def _share(samples, key, present, *, task="instance", fg=0.0, n=1000, patch=16):
+    data = SegmentationDataset(samples, task=task, targets=("foreground",), patch_size=patch, patches_per_image=n,
+                               seed=7, foreground_sampling=fg)
+    return np.mean([bool(present(data[(i, 0)][key].numpy())) for i in range(n)])
+
+
+def test_foreground_sampling_centres_patches_on_a_small_blob(tmp_path):
+    label = np.zeros((64, 64), np.uint16)
+    label[40:43, 10:13] = 1  # one 3 x 3 nucleus
+    samples = _blob_folder(tmp_path, label)
+    # a uniform 16 x 16 window (top, left in 0..48) meets the blob for 18 of 49 tops and 13 of 49 lefts
+    uniform = 18 * 13 / 49**2
+    sd = (uniform * (1 - uniform) / 1000) ** 0.5
+    has_blob = lambda inst: inst.any()  # noqa: E731
+    assert abs(_share(samples, "instances", has_blob, fg=0.0) - uniform) < 4 * sd
+    assert _share(samples, "instances", has_blob, fg=1.0) == 1.0
+    half = 0.5 + 0.5 * uniform
+    assert abs(_share(samples, "instances", has_blob, fg=0.5) - half) < 4 * (half * (1 - half) / 1000) ** 0.5
+
+
+def test_foreground_sampling_draws_rare_classes_as_often_as_common_ones(tmp_path):
+    label = np.zeros((64, 64), np.uint8)
+    label[:, :32] = 1  # 2048 px of a common class
+    label[50:52, 55:57] = 2  # 4 px of a rare one, out of reach of patches centred on class 1
+    samples = _blob_folder(tmp_path, label)
+    rare = _share(samples, "semantic", lambda sem: (sem == 2).any(), task="semantic", fg=1.0)
+    assert abs(rare - 0.5) < 4 * (0.25 / 1000) ** 0.5  # a class drawn uniformly, not a pixel (4 / 2052)
+
+
+def test_foreground_positions_are_a_bounded_uniform_subset():
+    from seglab.data.dataset import foreground_positions
+
+    label = np.zeros((300, 200), np.int32)
+    label[100:250, 50:150] = 3  # 15000 instance pixels
+    rng = np.random.default_rng(0)
+    (pos,) = foreground_positions(label, "instance", rng, limit=1000)
+    assert pos.shape == (1000, 2) and len({tuple(p) for p in pos}) == 1000
+    assert (label[pos[:, 0], pos[:, 1]] == 3).all()
+    assert abs(pos[:, 0].mean() - 174.5) < 3 and abs(pos[:, 1].mean() - 99.5) < 2  # spread over the blob
+    assert foreground_positions(np.zeros((8, 8)), "instance", rng) == []
+    semantic = np.where(label > 0, 1, 0)
+    semantic[0, 0], semantic[1, 1] = 2, 255
+    classes = foreground_positions(semantic, "semantic", rng, limit=100)
+    assert [len(c) for c in classes] == [50, 1] and tuple(classes[1][0]) == (0, 0)
+
+
+def test_foreground_positions_do_not_depend_on_the_band_size(monkeypatch):
+    import seglab.data.dataset as dataset_module
+
+    label = np.zeros((120, 90), np.uint8)
+    label[10:100, 20:80] = 1
+    label[60:70, 5:15] = 2
+    whole = dataset_module.foreground_positions(label, "semantic", np.random.default_rng(3), limit=500)
+    monkeypatch.setattr(dataset_module, "_FG_BAND", 90 * 7)  # 7 rows at a time
+    banded = dataset_module.foreground_positions(label, "semantic", np.random.default_rng(3), limit=500)
+    assert [len(c) for c in whole] == [250, 100]
+    for a, b in zip(whole, banded, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -44,3 +44,12 @@ def test_loss_weight_needs_one_entry_per_class(tiny, tiny_data, tmp_path):
     config = _config(tiny, tiny_data, tmp_path / "r", loss_kwargs={"weight": [1.0, 2.0]})
     with pytest.raises(ConfigError, match=r"weight has 2 entries, the model predicts 3 classes \(background, "):
         prepare(config)
+
+
+# -- foreground_sampling -------------------------------------------------------------------------
+def test_foreground_sampling_reaches_the_training_patches_only(tiny, tiny_data, tmp_path, capsys):
+    _, data, _ = prepare(_config(tiny, tiny_data, tmp_path / "r", foreground_sampling=0.33))
+    assert data._dataset(data.train_samples, train=True).foreground_sampling == 0.33
+    assert data._dataset(data.val_samples, train=False).foreground_sampling == 0.0
+    status = main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--foreground-sampling", "1.5"])
+    assert status == 2 and capsys.readouterr().err.strip() == "seglab: error: --foreground-sampling: must lie in [0, 1], got 1.5"

@@ -9,7 +9,7 @@ from pathlib import Path
 _OVERRIDES = (
     "data", "val", "task", "method", "model", "encoder", "loss", "minutes", "epochs", "max_steps",
     "devices", "strategy", "accelerator", "num_nodes", "batch_size", "patch", "patches_per_image",
-    "lr", "workers", "seed", "num_classes", "augment", "precision", "out",
+    "lr", "workers", "seed", "num_classes", "augment", "precision", "out", "foreground_sampling",
 )
 
 
@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patch", type=int, help="training patch size (default 256)")
     p.add_argument("--patches-per-image", type=int)
+    p.add_argument("--foreground-sampling", type=float, metavar="SHARE",
+                   help="share of patches centred on foreground, rare classes first (default 0; nnU-Net 0.33)")
     p.add_argument("--lr", type=float)
     p.add_argument("--num-classes", type=int, help="semantic task (default: from the labels)")
     p.add_argument("--augment", choices=["none", "default", "strong"])

@@ -9,6 +9,7 @@ a data set of one large image with many patches per image decodes it once per wo
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ TASKS = ("instance", "semantic")
 TARGETS = {"instance": ("three_class", "foreground", "distance", "semantic"), "semantic": ("semantic", "foreground")}
 _LABEL_DIRS = ("labels", "annotations")
 _PAD = -1  # sentinel id of padded label pixels and of those a transform exposes (transforms.MASK_FILL)
+_FG_PER_IMAGE = 10_000  # foreground positions kept per image (a uniform random subset) to centre patches on
+_FG_CACHED = 2_000_000  # positions cached per process over all images (16 MB); the least recently used go first
+_FG_BAND = 1 << 22  # label pixels scanned at a time when finding an image's foreground
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,38 @@ def _pad(arr: np.ndarray, size: int, mode: str, value: int = 0) -> np.ndarray:
     return np.pad(arr, widths, mode="constant", constant_values=value)
 
 
+def foreground_positions(label: Any, task: str, rng: np.random.Generator, limit: int = _FG_PER_IMAGE) -> list[np.ndarray]:
+    """Where a foreground-centred patch may be centred: per foreground class, ``K x 2`` int32
+    (row, col) positions, a uniform random subset of that class's pixels (at most ``limit`` in all).
+
+    Classes: instance task one (every pixel of an instance, ``label > 0``); semantic task each
+    class index but 0 (background) and 255 (ignore). The label (an array or a memory map) is read
+    in bands of rows, so a large memory-mapped label never sits in memory whole: each pixel gets
+    a random key and each class keeps its pixels of smallest key (without replacement, whatever
+    the band size).
+    """
+    h, w = label.shape[:2]
+    rows = max(1, _FG_BAND // max(w, 1))
+    kept: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # class -> (keys, positions)
+    for top in range(0, h, rows):
+        band = np.asarray(label[top : top + rows])
+        mask = band > 0 if task == "instance" else (band != 0) & (band != IGNORE_INDEX)
+        r, c = np.nonzero(mask)
+        classes = np.ones(len(r), np.int64) if task == "instance" else band[r, c]
+        keys = rng.random(len(r))
+        for cls in np.unique(classes):
+            sel = classes == cls
+            pos = np.stack([r[sel] + top, c[sel]], axis=1).astype(np.int32)
+            old_keys, old_pos = kept.get(cls, (np.empty(0), np.empty((0, 2), np.int32)))
+            all_keys, all_pos = np.concatenate([old_keys, keys[sel]]), np.concatenate([old_pos, pos])
+            if len(all_keys) > limit:
+                best = np.argpartition(all_keys, limit)[:limit]
+                all_keys, all_pos = all_keys[best], all_pos[best]
+            kept[cls] = (all_keys, all_pos)
+    share = max(1, limit // max(len(kept), 1))
+    return [pos[np.argsort(keys)[:share]] for _, (keys, pos) in sorted(kept.items())]
+
+
 def _extend_into(label: np.ndarray, padded: np.ndarray) -> np.ndarray:
     """Copy into the padded pixels the label of the nearest unpadded pixel."""
     if padded.all():
@@ -175,6 +211,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seed: mixed with one draw from torch's global generator per item to place the patch,
             so runs repeat under ``torch.manual_seed`` and DataLoader workers (which torch
             seeds differently) draw different patches.
+        foreground_sampling: share of patches centred on a foreground pixel instead of placed
+            uniformly (the class imbalance remedy of nnU-Net, which centres 1/3 of its patches on
+            foreground). The pixel: instance task, any pixel of an instance; semantic task, a
+            class drawn uniformly among the image's foreground classes, then one of its pixels
+            (each pixel weighted by 1 / its class's pixel count, so a rare class is centred on as
+            often as a common one). Positions come from :func:`foreground_positions`, found once
+            per image and cached per process; an image without foreground gets uniform patches.
+            0 (default) draws no extra random number: patches are as before.
 
     An item may also be asked for as ``dataset[(index, epoch)]`` (what
     :class:`seglab.engine.datamodule.EpochSampler` yields): its patch and augmentation are then
@@ -200,6 +244,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         transform: Callable | None = None,
         intensity: IntensityScaling | None = None,
         seed: int = 0,
+        foreground_sampling: float = 0.0,
     ) -> None:
         if task not in TASKS:
             raise unknown_choice("task", task, TASKS)
@@ -213,10 +258,15 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise DataError(missing[0].image, "image has no label")
         if (patch_size is not None and patch_size < 1) or patches_per_image < 1:
             raise SeglabError("patch_size and patches_per_image must be positive")
+        if not 0.0 <= foreground_sampling <= 1.0:
+            raise SeglabError(f"foreground_sampling must lie in [0, 1], got {foreground_sampling}")
         self.samples = list(samples)
         self.task, self.targets = task, tuple(targets)
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.transform, self.seed = transform, seed
+        self.foreground_sampling = foreground_sampling
+        self._foreground: OrderedDict[Path, list[np.ndarray]] = OrderedDict()  # label -> positions (LRU)
+        self._foreground_count = 0  # positions held in self._foreground
         self.intensity = intensity or IntensityScaling("dtype")
         self._ranges: dict[Path, tuple[Any, Any]] = {}  # image -> its intensity range (image mode)
         self._cache: dict[str, tuple[Path, Any]] = {}  # last image/label read by this process
@@ -277,9 +327,32 @@ class SegmentationDataset(torch.utils.data.Dataset):
             return None
         h, w = self._load("image", sample.image).shape[:2]
         rng, p = self._generator(), self.patch_size
+        if self.foreground_sampling > 0 and rng.random() < self.foreground_sampling:
+            positions = self._foreground_positions(sample, (h, w))
+            if positions:
+                cls = positions[int(rng.integers(len(positions)))]
+                row, col = cls[int(rng.integers(len(cls)))]
+                top, left = min(max(0, int(row) - p // 2), max(0, h - p)), min(max(0, int(col) - p // 2), max(0, w - p))
+                return top, left, min(p, h), min(p, w)
         top = int(rng.integers(0, h - p + 1)) if h > p else 0
         left = int(rng.integers(0, w - p + 1)) if w > p else 0
         return top, left, min(p, h), min(p, w)
+
+    def _foreground_positions(self, sample: Sample, shape: tuple[int, int]) -> list[np.ndarray]:
+        """:func:`foreground_positions` of a sample's label, cached (the subset depends on the
+        seed and the label path only, so every worker and a resumed run find the same)."""
+        found = self._foreground.get(sample.label)
+        if found is None:
+            import zlib
+
+            rng = np.random.default_rng([self.seed, zlib.crc32(str(sample.label).encode())])
+            found = foreground_positions(self._load("label", sample.label, shape), self.task, rng)
+            self._foreground[sample.label] = found
+            self._foreground_count += sum(map(len, found))
+            while len(self._foreground) > 1 and self._foreground_count > _FG_CACHED:
+                self._foreground_count -= sum(map(len, self._foreground.popitem(last=False)[1]))
+        self._foreground.move_to_end(sample.label)
+        return found
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         if isinstance(index, tuple):  # (index, epoch): randomness from (seed, epoch, index) only

@@ -83,6 +83,7 @@ class SegmentationDataModule(L.LightningDataModule):
         seed: int,
         intensity: IntensityScaling | None = None,
         modality: str = "brightfield",
+        foreground_sampling: float = 0.0,
     ) -> None:
         super().__init__()
         self.train_samples, self.val_samples = train, val
@@ -90,6 +91,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.patch, self.patches_per_image, self.batch_size = patch, patches_per_image, batch_size
         self.augment, self.channels, self.workers, self.seed = augment, channels, workers, seed
         self.intensity, self.modality = intensity, modality
+        self.foreground_sampling = foreground_sampling  # training patches only
         self._passes = 0  # training passes drawn without a trainer
         self._steps_per_epoch = 1
 
@@ -116,6 +118,7 @@ class SegmentationDataModule(L.LightningDataModule):
             transform=build_transforms(self.augment if train else "none", channels=self.channels, modality=self.modality),
             intensity=self.intensity,
             seed=self.seed,
+            foreground_sampling=self.foreground_sampling if train else 0.0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -255,6 +255,7 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
         seed=config.seed,
         intensity=IntensityScaling.from_preprocessing(pre),
         modality=config.modality,
+        foreground_sampling=config.foreground_sampling,
     )
     return module, data, recipe
 
