@@ -49,6 +49,9 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
     "weight_decay": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0"),
     "grad_clip": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0 (or null: off)"),
+    "encoder_lr_scale": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0 (0 = frozen)"),
+    "ema_decay": ((lambda v: 0.0 < v < 1.0), "must lie in (0, 1) (or null: off)"),
+    "early_stop_patience": _at_least(1),
     "seed": ((lambda v: 0 <= v < 2**32), "must lie in [0, 2**32 - 1]"),
 }
 
@@ -95,6 +98,11 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
     warmup: float = 0.05  # share of the budget spent warming up the learning rate
     grad_clip: float | None = 1.0  # clip gradient norm (None = off)
+    # model.encoder learns at lr x this (pretrained backbones: e.g. 0.1); 0 freezes its weights
+    encoder_lr_scale: float = 1.0
+    # validate, checkpoint and predict with an exponential moving average of the weights (e.g.
+    # 0.999, about the last 1 / (1 - decay) steps; bias-corrected); None = the trained weights
+    ema_decay: float | None = None
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"  # auto: AMP on GPU
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = 1
@@ -103,6 +111,7 @@ class TrainConfig(BaseModel):
     workers: int = 2  # DataLoader worker processes
     seed: int = 0
     val_every: int = 1  # validate every N epochs
+    early_stop_patience: int | None = None  # stop after N validations without a better val/aji (val/miou); None = never
     overlays: int = 4  # validation overlays written at the end
 
     @model_validator(mode="after")

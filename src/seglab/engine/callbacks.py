@@ -7,6 +7,9 @@
                        stderr is not a terminal.
 ``AtomicCheckpointIO`` checkpoints written to a temporary file and renamed, so a kill during a
                        save leaves the previous ``last.ckpt`` intact.
+``WeightEMA``          an exponential moving average of the weights, validated and saved in
+                       their place (checkpoints' ``state_dict``), training weights kept for
+                       ``--resume``.
 """
 
 from __future__ import annotations
@@ -144,3 +147,96 @@ def _val_metric(trainer: L.Trainer) -> str:
         if key in trainer.callback_metrics:
             parts.append(f" {key.split('/')[1]} {float(trainer.callback_metrics[key]):.4f}")
     return "".join(parts)
+
+
+class WeightEMA(L.Callback):
+    """An exponential moving average (EMA) of the model's weights, scored and saved in their place.
+
+    After optimizer step ``t`` (1, 2, ...) with weights ``w_t`` the average becomes
+    ``ema_t = ema_{t-1} + (w_t - ema_{t-1}) * (1 - decay) / (1 - decay**t)``: the bias-corrected EMA
+    (as Adam corrects its moments), i.e. the mean of ``w_1 .. w_t`` weighted ``decay**(t - i)``,
+    so a short run is not pulled toward the random initial weights (``ema_1 = w_1``). Floating-point
+    parameters and buffers of ``pl_module.model`` (batch-norm statistics too) are averaged,
+    integer buffers copied. The average spans about ``1 / (1 - decay)`` steps.
+
+    Validation scores the averaged weights (so ``best.ckpt`` is the best average). Every checkpoint
+    holds them as its ``state_dict`` (what ``seglab predict`` and calibration load) and the training
+    weights in this callback's state, which ``--resume`` trains on. After training the module keeps
+    the averaged weights (the run report's overlays show them).
+
+    Args:
+        decay: in (0, 1), e.g. 0.999.
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0  # optimizer steps averaged
+        self._seen_step = -1
+        self._ema: dict[str, torch.Tensor] | None = None
+        self._live: dict[str, torch.Tensor] | None = None  # training weights while the EMA is swapped in
+        self._module: L.LightningModule | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._module = pl_module  # before a checkpoint is restored (load_state_dict needs it)
+
+    def _weights(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self._seen_step:  # no optimizer step in this batch
+            return
+        self._seen_step = trainer.global_step
+        self.updates += 1
+        if self._ema is None or self.updates == 1:
+            self._ema = self._weights(pl_module)
+            return
+        rate = (1.0 - self.decay) / (1.0 - self.decay**self.updates)
+        for name, value in pl_module.model.state_dict().items():
+            ema = self._ema[name]
+            if ema.is_floating_point():
+                ema.lerp_(value.detach().to(ema.dtype), rate)
+            else:
+                ema.copy_(value)
+
+    def _swap_in(self, pl_module: L.LightningModule) -> None:
+        if self._ema is not None and self._live is None:
+            self._live = self._weights(pl_module)
+            pl_module.model.load_state_dict(self._ema)
+
+    def _swap_out(self, pl_module: L.LightningModule) -> None:
+        if self._live is not None:
+            pl_module.model.load_state_dict(self._live)
+            self._live = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._swap_in(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._swap_out(pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._swap_in(pl_module)  # the trained model is the average
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._ema is not None:
+            checkpoint["state_dict"].update({f"model.{k}": v.detach().clone() for k, v in self._ema.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._ema is None or self._module is None:
+            return {"updates": self.updates}
+        live = self._live if self._live is not None else self._weights(self._module)
+        return {"updates": self.updates, "seen_step": self._seen_step, "training_weights": live}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume: the restored model holds the checkpoint's ``state_dict`` (the average); the
+        training weights come back from this callback's state."""
+        self.updates = int(state_dict.get("updates", 0))
+        self._seen_step = int(state_dict.get("seen_step", -1))
+        live = state_dict.get("training_weights")
+        if live is not None and self._module is not None:
+            self._ema = self._weights(self._module)
+            self._module.model.load_state_dict(live)
+

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from seglab.engine.optim import budget_optimizer
 from seglab.engine.recipes import Recipe, decoder_input
-from seglab.errors import SeglabError
+from seglab.errors import ConfigError, SeglabError
 
 
 def gather_over_ranks(module: L.LightningModule, obj: Any) -> list[Any]:
@@ -74,23 +74,30 @@ class BudgetModule(L.LightningModule):
         meta: the checkpoint's ``seglab`` metadata (saved with every checkpoint).
         lr, weight_decay, schedule, warmup: AdamW and its learning-rate schedule.
         progress: callable returning the share of the budget used (0..1); the trainer sets it.
+        encoder_lr_scale: ``model.encoder`` learns at ``lr`` times this; 0 freezes its weights
+            (no gradient, left out of the optimizer; its batch-norm statistics still adapt).
     """
 
     def __init__(
         self, *, model: torch.nn.Module, meta: dict[str, Any], lr: float, weight_decay: float = 1e-4,
-        schedule: str = "onecycle", warmup: float = 0.05, progress=None,
+        schedule: str = "onecycle", warmup: float = 0.05, progress=None, encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.meta = meta
         self.lr, self.weight_decay, self.schedule, self.warmup = lr, weight_decay, schedule, warmup
+        self.encoder_lr_scale = float(encoder_lr_scale)
+        if self.encoder_lr_scale != 1.0 and not isinstance(getattr(model, "encoder", None), torch.nn.Module):
+            raise ConfigError(f"encoder_lr_scale: model {type(model).__name__} has no encoder (model.encoder)")
+        if self.encoder_lr_scale == 0.0:
+            model.encoder.requires_grad_(False)
         self.progress = progress or (lambda: 0.0)
         self._val_records: list[dict[str, float]] = []
 
     def configure_optimizers(self) -> dict[str, Any]:
         return budget_optimizer(
             self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
-            warmup=self.warmup, progress=lambda: self.progress(),
+            warmup=self.warmup, progress=lambda: self.progress(), encoder_lr_scale=self.encoder_lr_scale,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -107,6 +114,7 @@ class SegmentationModule(BudgetModule):
         meta: the checkpoint's ``seglab`` metadata (saved with every checkpoint).
         lr, weight_decay, schedule, warmup: AdamW and its learning-rate schedule.
         progress: callable returning the share of the budget used (0..1), for the schedule.
+        encoder_lr_scale: see :class:`BudgetModule`.
     """
 
     def __init__(
@@ -121,10 +129,11 @@ class SegmentationModule(BudgetModule):
         schedule: str = "onecycle",
         warmup: float = 0.05,
         progress=None,
+        encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(
             model=model, meta=meta, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
-            progress=progress,
+            progress=progress, encoder_lr_scale=encoder_lr_scale,
         )
         self.recipe = recipe
         self.loss = loss

@@ -222,7 +222,8 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
         classes=list(recipe.class_names),
         patch_size=config.patch,
     )
-    optim = {"lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule, "warmup": config.warmup}
+    optim = {"lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule, "warmup": config.warmup,
+             "encoder_lr_scale": config.encoder_lr_scale}
     if recipe.method == "maskrcnn":
         from seglab.engine.detection_module import DetectionModule
 
@@ -288,6 +289,21 @@ def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
               f"{record['value']:g} (mean AJI {scores})", flush=True)
 
 
+def _optional_callbacks(config: TrainConfig, monitor: str) -> list[L.Callback]:
+    """Early stopping on the validation score and the weight average, when the config asks."""
+    callbacks: list[L.Callback] = []
+    if config.early_stop_patience is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=config.early_stop_patience,
+                                       check_on_train_epoch_end=False))
+    if config.ema_decay is not None:
+        from seglab.engine.callbacks import WeightEMA
+
+        callbacks.append(WeightEMA(config.ema_decay))
+    return callbacks
+
+
 def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None = None) -> TrainResult:
     """Train as the config says and write the run folder.
 
@@ -349,7 +365,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
         max_steps=config.max_steps or -1,
         gradient_clip_val=config.grad_clip,
         check_val_every_n_epoch=config.val_every,
-        callbacks=[budget, throughput, checkpoint, latest],
+        callbacks=[budget, throughput, *_optional_callbacks(config, monitor), checkpoint, latest],
         logger=_loggers(run_dir),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=not plain,
