@@ -14,7 +14,8 @@ that seglab reads:
           "seglab_version": "0.1.0",
           "task": "instance" | "semantic",
           "method": "three_class" | "distance" | "embedding" | ...,   # how instances are made
-          "model": {"name": "unet", "kwargs": {"in_channels": 3, "num_classes": 3, ...}},
+          "model": {"name": "unet", "kwargs": {"in_channels": 3, "num_classes": 3, ...},
+                    "pretrained_weights": "IMAGENET1K_V1"},   # only if training started from them
           "preprocessing": {"in_channels": 3, "mean": [..], "std": [..]},
           "decoder": {"name": "three_class_watershed", "kwargs": {...}},   # None for semantic
           "classes": ["background", "interior", "boundary"],
@@ -23,6 +24,11 @@ that seglab reads:
 
 Preprocessing is: :func:`seglab.data.io.image_to_tensor` (scale to [0, 1] by dtype), then
 ``(x - mean) / std`` per channel.
+
+The model's kwargs rebuild it without loading any weights (``pretrained: False``, see
+:func:`seglab.models.pretrained.offline_kwargs`): the trained weights are in ``state_dict``, so
+prediction never downloads. The weights training started from are kept, for information only,
+as ``model.pretrained_weights``. Older checkpoints that record ``pretrained`` are read the same way.
 """
 
 from __future__ import annotations
@@ -52,13 +58,18 @@ def make_meta(
     classes: list[str] | None = None,
     patch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Assemble the ``seglab`` metadata block of a checkpoint."""
+    """Assemble the ``seglab`` metadata block of a checkpoint (``model_kwargs`` as the model was built)."""
+    from seglab.models.pretrained import offline_kwargs
+
+    model: dict[str, Any] = {"name": model_name, "kwargs": offline_kwargs(model_name, model_kwargs)}
+    if model_kwargs.get("pretrained"):
+        model["pretrained_weights"] = model_kwargs["pretrained"]
     return {
         "format": CHECKPOINT_FORMAT,
         "seglab_version": __version__,
         "task": task,
         "method": method,
-        "model": {"name": model_name, "kwargs": dict(model_kwargs)},
+        "model": model,
         "preprocessing": dict(preprocessing),
         "decoder": None if decoder is None else dict(decoder),
         "classes": list(classes or []),
@@ -131,6 +142,7 @@ def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoin
     """
     from seglab.errors import SeglabError
     from seglab.models import create_model
+    from seglab.models.pretrained import offline_kwargs
 
     spec = ckpt["seglab"]["model"]
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
@@ -138,7 +150,7 @@ def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoin
     if "num_classes" not in spec["kwargs"]:
         raise DataError(path, f"seglab metadata: model {spec['name']!r} kwargs lack num_classes")
     try:
-        model = create_model(spec["name"], **spec["kwargs"])
+        model = create_model(spec["name"], **offline_kwargs(spec["name"], spec["kwargs"]))  # never downloads
     except (SeglabError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(path, f"recorded model {spec['name']!r} does not build: {first}") from None

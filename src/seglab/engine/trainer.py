@@ -161,6 +161,11 @@ def plan_run(config: TrainConfig) -> RunPlan:
     recipe = make_recipe(config.task, method, num_classes, embedding_dim=config.embedding_dim)
     plan = plan_config(config, fp, classes=recipe.num_classes, aux=dict(recipe.aux_heads), device=_device(config))
     config = plan.config
+    stats = _backbone_statistics(config, fp.channels)
+    if stats is not None:
+        numbers = lambda values: "/".join(f"{v:.3g}" for v in values)  # noqa: E731
+        plan.reasons.append(f"normalize: mean {numbers(stats.mean)}, std {numbers(stats.std)} of the pretrained "
+                            f"backbone ({stats.source}), not the data's")
     sized_automatically = any(r.startswith("model_kwargs") for r in plan.reasons)
     if method != "maskrcnn" and not sized_automatically:
         factory = lambda: build_model(config, recipe, fp.channels, [0.0] * fp.channels, [1.0] * fp.channels)[0]  # noqa: E731
@@ -183,7 +188,21 @@ def _preprocessing(config: TrainConfig, fp: Any) -> dict[str, Any]:
         dtype = np.dtype(fp.dtype)
         scale = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
         scaling, mean, std = IntensityScaling("dtype"), [m / scale for m in fp.mean], [max(s / scale, 1e-6) for s in fp.std]
+    stats = _backbone_statistics(config, fp.channels)
+    if stats is not None:  # a pretrained backbone expects the statistics of the images it learnt on
+        mean, std = stats.mean, stats.std
     return {"in_channels": fp.channels, "intensity": scaling.to_preprocessing(), "mean": list(mean), "std": list(std)}
+
+
+def _backbone_statistics(config: TrainConfig, channels: int) -> Any:
+    """The pretrained backbone's mean and std (:func:`seglab.models.pretrained.pretrained_normalization`)."""
+    from seglab.models import DETECTION_MODELS
+    from seglab.models.pretrained import pretrained_normalization
+
+    kwargs = dict(config.model_kwargs)
+    if config.encoder is not None:  # as build_model passes it
+        kwargs = {"backbone" if config.model in DETECTION_MODELS else "encoder": config.encoder, **kwargs}
+    return pretrained_normalization(config.model, kwargs, channels)
 
 
 def _class_loss(config: TrainConfig, recipe: Recipe) -> torch.nn.Module:

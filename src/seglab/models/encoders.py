@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, DataError
 from seglab.models.blocks import conv_stage
 from seglab.models.fastpaths import PointwiseConv
 
@@ -108,7 +108,8 @@ class TorchvisionResNet(nn.Module):
         output_stride: 8, 16 or 32.
         pretrained: ``False`` (random init), ``True`` (torchvision's default ImageNet weights,
             downloaded), a torchvision weights name such as ``"IMAGENET1K_V1"``, or the path of a
-            saved backbone ``state_dict``.
+            saved backbone ``state_dict`` that must fit exactly (``fc.*`` ignored; missing,
+            unexpected or mis-shaped weights are a ``DataError`` naming the file).
     """
 
     def __init__(self, name: str, in_channels: int = 3, *, output_stride: int = 32, pretrained: bool | str = False) -> None:
@@ -119,11 +120,11 @@ class TorchvisionResNet(nn.Module):
         if pretrained is True:
             weights = "DEFAULT"
         elif isinstance(pretrained, str) and not os.path.isfile(pretrained):
-            weights = pretrained
+            weights = _torchvision_weights_name(name, pretrained)
         net = torchvision.models.get_model(name, weights=weights)
         if isinstance(pretrained, str) and os.path.isfile(pretrained):
-            state = torch.load(pretrained, map_location="cpu", weights_only=True)
-            net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+            net.fc = nn.Identity()  # the classifier is not part of the encoder
+            _load_weights_file(net, pretrained, f"encoder {name!r}")
         if in_channels != 3:
             old = net.conv1
             net.conv1 = nn.Conv2d(in_channels, old.out_channels, 7, 2, 3, bias=False)
@@ -144,6 +145,74 @@ class TorchvisionResNet(nn.Module):
         f3 = self.layer2(f2)
         f4 = self.layer3(f3)
         return [f1, f2, f3, f4, self.layer4(f4)]
+
+
+def _torchvision_weights_name(architecture: str, pretrained: str) -> str:
+    """``pretrained`` when torchvision knows it as a weights name of ``architecture``.
+
+    Raises:
+        DataError: otherwise (``pretrained`` is then taken for a weights file that is not there).
+    """
+    import torchvision
+
+    from seglab.models.pretrained import enum_names
+
+    names = enum_names(torchvision.models.get_model_weights(architecture))
+    if pretrained not in names:
+        raise DataError(pretrained, f"weights file not found (pretrained: a file, or one of {', '.join(names)})")
+    return pretrained
+
+
+def _load_weights_file(module: nn.Module, path: str, what: str) -> None:
+    """Load a saved ``state_dict`` (``weights_only``; ``fc.*`` ignored) that must fit ``module`` exactly.
+
+    Raises:
+        DataError: naming ``path``, when it does not load or its weights do not fit.
+    """
+    from seglab.models.pretrained import load_fitting_weights
+
+    state = _read_weights_file(path)
+    for key in [k for k in state if k.startswith("fc.")]:
+        del state[key]
+    problem = load_fitting_weights(module, state)
+    if problem:
+        raise DataError(path, f"weights do not fit {what}: {problem}")
+
+
+def _read_weights_file(path: str) -> dict[str, torch.Tensor]:
+    """A saved ``state_dict`` (``weights_only``), or a ``DataError`` naming ``path``."""
+    if not os.path.isfile(path):
+        raise DataError(path, "weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(path, f"unreadable weights file ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(path, "not a state_dict (a mapping of names to tensors)")
+    return state
+
+
+def _check_timm_weights_file(name: str, path: str) -> None:
+    """Refuse a weights file that does not fit timm model ``name`` (timm itself loads a
+    ``features_only`` model leniently: missing weights keep their random init, unnoticed).
+
+    The file is compared with the whole model's ``state_dict`` (its classifier excepted).
+    """
+    import timm
+
+    from seglab.models.pretrained import describe_mismatch
+
+    state = _read_weights_file(path)
+    reference = timm.create_model(name, pretrained=False)
+    classifiers = reference.pretrained_cfg.get("classifier") or ()
+    prefixes = tuple(f"{c}." for c in ([classifiers] if isinstance(classifiers, str) else classifiers))
+    own = {k: v for k, v in reference.state_dict().items() if not k.startswith(prefixes)}
+    state = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+    shapes = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]  # optional, as for torch
+    problem = describe_mismatch(missing, [k for k in state if k not in own], shapes)
+    if problem:
+        raise DataError(path, f"weights do not fit timm encoder {name!r}: {problem}")
 
 
 def _apply_output_stride(last_two: list[nn.Sequential], output_stride: int) -> list[int]:
@@ -168,7 +237,8 @@ class TimmEncoder(nn.Module):
         in_channels: image channels (timm adapts pretrained stem weights itself).
         output_stride: 8, 16 or 32 (timm dilates; not every model supports it).
         pretrained: ``False``, ``True`` (download timm's default weights) or the path of a weights
-            file for that model (loaded through timm's ``pretrained_cfg_overlay``).
+            file for that model (loaded strictly through timm's ``pretrained_cfg_overlay``; a
+            mismatch is a ``DataError`` naming the file).
     """
 
     def __init__(self, name: str, in_channels: int = 3, *, output_stride: int = 32, pretrained: bool | str = False) -> None:
@@ -182,10 +252,18 @@ class TimmEncoder(nn.Module):
             )
         kwargs: dict = {"features_only": True, "in_chans": in_channels, "pretrained": bool(pretrained)}
         if isinstance(pretrained, str):
+            _check_timm_weights_file(name, pretrained)
             kwargs["pretrained_cfg_overlay"] = {"file": pretrained}
         if output_stride != 32:
             kwargs["output_stride"] = output_stride
-        self.model = timm.create_model(name, **kwargs)
+        try:
+            self.model = timm.create_model(name, **kwargs)
+        except RuntimeError as exc:  # timm loads a weights file strictly
+            if not isinstance(pretrained, str):
+                raise
+            from seglab.models.pretrained import summarise_load_error
+
+            raise DataError(pretrained, f"weights do not fit timm encoder {name!r}: {summarise_load_error(str(exc))}") from None
         self.out_channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 

@@ -57,8 +57,8 @@ def _weights(backbone: str, pretrained: bool):
             "mobilenet_v3_fpn": MobileNet_V3_Large_Weights}[backbone].DEFAULT
 
 
-def _backbone(name: str, pretrained: bool, trainable_layers: int | None, fpn_channels: int) -> nn.Module:
-    body = _torchvision_backbone(name, pretrained, trainable_layers)
+def _backbone(name: str, pretrained: bool, trainable_layers: int | None, fpn_channels: int, frozen_bn: bool) -> nn.Module:
+    body = _torchvision_backbone(name, pretrained, trainable_layers, frozen_bn)
     if fpn_channels != body.out_channels:  # torchvision's builders fix the pyramid at 256 channels
         inputs = [block[0].in_channels for block in body.fpn.inner_blocks]
         body.fpn = FeaturePyramidNetwork(inputs, fpn_channels, extra_blocks=LastLevelMaxPool())
@@ -66,9 +66,9 @@ def _backbone(name: str, pretrained: bool, trainable_layers: int | None, fpn_cha
     return body
 
 
-def _torchvision_backbone(name: str, pretrained: bool, trainable_layers: int | None) -> nn.Module:
+def _torchvision_backbone(name: str, pretrained: bool, trainable_layers: int | None, frozen_bn: bool) -> nn.Module:
     # untrained backbones learn their batch-norm statistics (as torchvision does without weights)
-    norm = misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    norm = misc_ops.FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     weights = _weights(name, pretrained)
     if name.startswith("resnet"):
         layers = 5 if trainable_layers is None and not pretrained else (trainable_layers or 3)
@@ -111,6 +111,9 @@ class MaskRCNNModel(MaskRCNN):
         num_classes: classes including background (2 = background + nucleus).
         backbone: one of :data:`BACKBONES`.
         pretrained: start from ImageNet backbone weights (downloads them; off by default).
+        frozen_batchnorm: the backbone's batch norm frozen (``FrozenBatchNorm2d``, another state
+            dict than ``BatchNorm2d``); default: when ``pretrained``. A trained pretrained model is
+            rebuilt with ``pretrained=False, frozen_batchnorm=True`` (no download).
         min_size, max_size: torchvision's rescaling of each image (short side to ``min_size``,
             long side at most ``max_size``); ``None`` keeps the native resolution.
         image_mean, image_std: per-channel normalisation of [0, 1] images (default ImageNet for 3
@@ -137,6 +140,7 @@ class MaskRCNNModel(MaskRCNN):
         num_classes: int = 2,
         backbone: str = "resnet50_fpn",
         pretrained: bool = False,
+        frozen_batchnorm: bool | None = None,
         min_size: int | None = None,
         max_size: int | None = None,
         image_mean: Sequence[float] | None = None,
@@ -156,7 +160,8 @@ class MaskRCNNModel(MaskRCNN):
             raise ConfigError("Mask R-CNN needs in_channels >= 1, num_classes >= 2 (with background), 5 anchor sizes")
         if fpn_channels < 1:
             raise ConfigError(f"fpn_channels must be >= 1, got {fpn_channels}")
-        body = _backbone(backbone, pretrained, trainable_layers, fpn_channels)
+        frozen = pretrained if frozen_batchnorm is None else frozen_batchnorm
+        body = _backbone(backbone, pretrained, trainable_layers, fpn_channels, bool(frozen))
         if in_channels != 3:
             _set_in_channels(body, backbone, in_channels)
         mean = list(image_mean) if image_mean is not None else (_IMAGENET_MEAN if in_channels == 3 else [0.5] * in_channels)
