@@ -71,6 +71,22 @@ def test_checkpoint_without_num_classes_names_the_file(cli, setup, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_weights_that_do_not_fit_are_described_in_one_complete_line(cli, setup, tmp_path):
+    """PyTorch's message spans one line per kind of problem; only its first line was kept."""
+    state = {f"model.{k}": v for k, v in create_model("unet", **KW).state_dict().items()}
+    for key in ("decoder.blocks.0.conv.0.0.weight", "decoder.blocks.0.conv.0.1.weight", "decoder.blocks.0.conv.0.1.bias"):
+        del state[f"model.{key}"]
+    state["model.extra.weight"], state["model.extra.bias"] = torch.zeros(2), torch.zeros(2)
+    state["model.heads.convs.logits.weight"] = torch.zeros(3, 16, 1, 1)
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": state, "seglab": _meta()}, path)
+    status, err = cli("--checkpoint", path, "--input", setup / "images", "--output", tmp_path / "o")
+    assert _is_one_line(status, err)
+    assert err == (f"seglab: error: {path}: weights do not fit model 'unet': 3 missing keys (decoder.blocks.0.conv.0.0.weight, "
+                   "decoder.blocks.0.conv.0.1.weight, decoder.blocks.0.conv.0.1.bias), 2 unexpected (extra.weight, extra.bias), "
+                   "1 with another shape (heads.convs.logits.weight: checkpoint [3, 16, 1, 1], model [3, 4, 1, 1])")
+
+
 def test_tile_below_the_model_stride_is_refused(cli, setup, tmp_path):
     """--tile 1 would run thousands of forward passes on a 48 px image; the floor is 32 px and the stride."""
     status, err = cli("--checkpoint", setup / "m.ckpt", "--input", setup / "images", "--output", tmp_path / "o", "--tile", 1)

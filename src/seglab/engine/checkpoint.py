@@ -142,7 +142,7 @@ def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoin
     """
     from seglab.errors import SeglabError
     from seglab.models import create_model
-    from seglab.models.pretrained import offline_kwargs
+    from seglab.models.pretrained import load_fitting_weights, offline_kwargs
 
     spec = ckpt["seglab"]["model"]
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
@@ -154,9 +154,7 @@ def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoin
     except (SeglabError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(path, f"recorded model {spec['name']!r} does not build: {first}") from None
-    try:
-        model.load_state_dict(model_state_dict(ckpt))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise DataError(path, f"weights do not fit model {spec['name']!r}: {first}") from None
+    problem = load_fitting_weights(model, model_state_dict(ckpt))
+    if problem:  # one line: counts and the first keys of each kind (PyTorch's message spans many)
+        raise DataError(path, f"weights do not fit model {spec['name']!r}: {problem}")
     return model.eval()
