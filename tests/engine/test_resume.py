@@ -122,3 +122,26 @@ def test_last_checkpoint_holds_the_final_step(tiny, tiny_data, tmp_path):
     assert train(resolve_config(None, values), plain_log=True).steps == 4
     assert torch.load(tmp_path / "run" / "best.ckpt", weights_only=True)["global_step"] == 2
     assert torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_resume_keeps_the_earlier_rows_of_metrics_csv(tiny, tiny_data, tmp_path):
+    """Lightning's CSVLogger deletes the metrics.csv it finds: a resumed run logged only its own rows."""
+    import csv
+
+    values = {**tiny, "data": str(tiny_data), "out": str(tmp_path / "run"), "patches_per_image": 1, "batch_size": 2,
+              "overlays": 0, "calibrate": False}
+
+    def rows():
+        return list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+
+    train(resolve_config(None, {**values, "max_steps": 2}), plain_log=True)
+    before = rows()
+    assert [r["step"] for r in before if r["val/aji"]] and [r for r in before if r["train/loss_step"]]
+    train(resolve_config(None, {**values, "max_steps": 4}), resume=True, plain_log=True)
+    after = rows()
+    assert after[: len(before)] == before  # the first run's rows, as they were
+    validations = [int(r["step"]) for r in after if r["val/aji"]]
+    epochs = [int(r["step"]) for r in after if r["train/loss_epoch"]]
+    assert len(validations) == len(epochs) == 2 and validations[0] < validations[1]  # one per epoch, both runs
+    assert len([r for r in after if r["train/loss_step"]]) == 2
+    assert not (tmp_path / "run" / "resumed").exists()

@@ -23,6 +23,43 @@ def read_metrics_csv(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+RESUMED_LOGS = "resumed"  # a resumed run's CSV log folder, inside the run folder
+
+
+def fold_resumed_metrics(run_dir: Path) -> None:
+    """Append the rows a resumed run logged (``RUN_DIR/resumed/metrics.csv``) to ``metrics.csv``.
+
+    Lightning's CSVLogger deletes the metrics.csv it finds, so a resumed run logs to its own
+    folder and its rows are folded in here, when it ends and, for a resume that was killed, when
+    the next one starts. Earlier rows at or after the first resumed step are dropped (the part of
+    the interrupted run after its last checkpoint, which the resumed run did again).
+    """
+    part = run_dir / RESUMED_LOGS / "metrics.csv"
+    if not part.is_file():
+        return
+    whole = run_dir / "metrics.csv"
+    new, new_keys = _csv_rows(part)
+    old, old_keys = _csv_rows(whole) if whole.is_file() else ([], [])
+    steps = [float(r["step"]) for r in new if r.get("step") not in ("", None)]
+    if steps:
+        old = [r for r in old if r.get("step") in ("", None) or float(r["step"]) < min(steps)]
+    keys = sorted(set(old_keys) | set(new_keys))  # Lightning's order: sorted
+    with atomic_path(whole, durable=True) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(old + new)
+    for leftover in (part, part.with_name("hparams.yaml")):
+        leftover.unlink(missing_ok=True)
+    if not any(part.parent.iterdir()):
+        part.parent.rmdir()
+
+
+def _csv_rows(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader), list(reader.fieldnames or [])
+
+
 def write_curves(run_dir: Path) -> Path | None:
     """``curves.png``: training loss per step and epoch, validation metrics per epoch."""
     rows = read_metrics_csv(run_dir / "metrics.csv")

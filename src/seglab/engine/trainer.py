@@ -86,10 +86,10 @@ def _cpu_threads(config: TrainConfig) -> None:
     torch.set_num_threads(max(1, (cores - config.workers) // max(1, config.devices)))
 
 
-def _loggers(run_dir: Path) -> list[Any]:
+def _loggers(run_dir: Path, csv_version: str = "") -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version=csv_version)]
     try:
         import tensorboard  # noqa: F401
     except ImportError:
@@ -343,6 +343,13 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
     last = run_dir / "last.ckpt"
     if resume and not last.is_file():
         raise DataError(last, "nothing to resume: no last.ckpt in the run folder")
+    if resume:  # rows that a killed resume logged (seglab.engine.report.fold_resumed_metrics)
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        from seglab.engine.report import fold_resumed_metrics
+
+        if rank_zero_only.rank == 0:
+            fold_resumed_metrics(run_dir)
     run = plan_run(config)
     for line in run.fingerprint.summary():
         print(f"data: {line}", flush=True)
@@ -385,7 +392,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
         gradient_clip_val=config.grad_clip,
         check_val_every_n_epoch=config.val_every,
         callbacks=[budget, throughput, *_optional_callbacks(config, monitor), checkpoint, latest],
-        logger=_loggers(run_dir),
+        logger=_loggers(run_dir, "resumed" if resume else ""),  # CSVLogger would delete metrics.csv
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=not plain,
         enable_model_summary=False,
@@ -393,7 +400,13 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
         log_every_n_steps=10,
         default_root_dir=str(run_dir),
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    finally:
+        if resume and trainer.is_global_zero:
+            from seglab.engine.report import fold_resumed_metrics
+
+            fold_resumed_metrics(run_dir)  # the earlier rows, then the resumed run's
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     score = checkpoint.best_model_score
     if trainer.is_global_zero:
