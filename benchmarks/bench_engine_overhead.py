@@ -41,7 +41,9 @@ def seglab_ips(config, steps: int, warmup: int) -> float:
     from seglab.engine import trainer as engine
 
     module, data, _ = engine.prepare(config)
-    engine._quiet_lightning()
+    from seglab.cli.process import configure_training
+
+    configure_training(workers=config.workers)
     timer = StepTimer(warmup)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=steps + warmup, limit_val_batches=0, logger=False,

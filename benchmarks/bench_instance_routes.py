@@ -73,11 +73,14 @@ def make_data(root: Path, n_train: int, n_test: int, size: int, seed: int) -> di
 
 
 def train_route(route: str, dirs: dict[str, Path], out: Path, minutes: float) -> Any:
+    from seglab.cli.process import configure_training
     from seglab.config import resolve_config
     from seglab.engine.trainer import train
 
     overrides = {**common_settings(), **ROUTES[route], "data": str(dirs["train"]), "out": str(out / route), "minutes": minutes}
-    return train(resolve_config(None, overrides), plain_log=True)
+    config = resolve_config(None, overrides)
+    configure_training(workers=config.workers)  # what `seglab train` does
+    return train(config, plain_log=True)
 
 
 def score_route(checkpoint: Path, test_dir: Path, tile: int) -> dict[str, float]:

@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from seglab.engine.demo import run_demo
+    from seglab.cli.process import configure_training
+    from seglab.engine.demo import DEMO_SETTINGS, run_demo
+
+    configure_training(workers=DEMO_SETTINGS["workers"] if args.workers is None else args.workers)
 
     report = run_demo(Path(args.out), minutes=args.minutes, seed=args.seed, workers=args.workers)
     m = report["metrics"]

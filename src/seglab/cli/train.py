@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         config_path = saved
     overrides = {key: getattr(args, key) for key in _OVERRIDES}
     config = resolve_config(config_path, overrides)
+    from seglab.cli.process import configure_training
+
+    configure_training(workers=config.workers, devices=config.devices, accelerator=config.accelerator)
     check_output_dir(config.out, "--out")
     refuse_existing_run(Path(config.out), resume=args.resume, overwrite=args.overwrite)
     check_accelerator(config.accelerator, "--accelerator" if args.accelerator else f"{config_path}: accelerator")

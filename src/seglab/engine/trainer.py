@@ -71,21 +71,6 @@ def _precision(config: TrainConfig) -> str:
     return "16-mixed" if _on_gpu(config) else "32-true"
 
 
-def _cpu_threads(config: TrainConfig) -> None:
-    """On CPU, leave a core to each DataLoader worker: ``threads = (cores - workers) / devices``.
-
-    Oversubscribed OpenMP threads wait at every barrier for a descheduled peer, which made
-    training 5-7x slower on a 2-core machine. ``OMP_NUM_THREADS`` set by the user wins.
-    """
-    import os
-
-    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not torch.cuda.is_available())
-    if not on_cpu or "OMP_NUM_THREADS" in os.environ:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, (cores - config.workers) // max(1, config.devices)))
-
-
 def _loggers(run_dir: Path, csv_version: str = "") -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
@@ -280,19 +265,6 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
     return module, data, recipe
 
 
-def _quiet_lightning() -> None:
-    """Keep the console to seglab's own lines: Lightning's hardware banners and tips go."""
-    import logging
-    import warnings
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*exists and is not empty.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*torch.utils._pytree.*", ".*smaller than the logging interval.*",
-                    ".*dataloader is not resumable.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
     """Choose the decoder's main threshold on the validation images (seglab.engine.calibrate)."""
     from seglab.engine.calibrate import calibrate_checkpoint
@@ -331,13 +303,14 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
         resume: continue from ``RUN_DIR/last.ckpt`` (optimizer, schedule, epoch, elapsed time).
         plain_log: print plain progress lines instead of a progress bar (default: when stderr is
             not a terminal).
+
+    Process-wide settings (torch's CPU threads, Lightning's console noise) are the caller's:
+    :func:`seglab.cli.process.configure_training` makes the CLI's choice.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from seglab.errors import DataError
 
-    _quiet_lightning()
-    _cpu_threads(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     run_dir = Path(config.out)
     last = run_dir / "last.ckpt"
