@@ -95,3 +95,45 @@ def test_bad_inputs_are_one_line_errors(cli, setup, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"seglab: error: {damaged}: damaged")
     assert cli("--checkpoint", root / "m.ckpt", "--input", tmp_path / "nothing*.png", "--output", tmp_path / "o3") == 2
     assert "no image files found" in capsys.readouterr().err
+
+
+def test_large_image_prints_progress_every_tenth_of_its_tiles(cli, setup, tmp_path, capsys):
+    """Not on a terminal (a log file, a pipe), tile progress printed nothing until the image was done."""
+    root, image = setup
+    images = tmp_path / "images"
+    write_image(images / "big.png", np.tile(image, (3, 3, 1)))  # 144 x 144: 36 tiles of 32 px
+    write_image(images / "small.png", image[:32, :32])  # one tile
+    assert cli("--checkpoint", root / "m.ckpt", "--input", images, "--output", tmp_path / "out", "--tile", 32,
+               "--batch-size", 1) == 0
+    err = capsys.readouterr().err.splitlines()
+    ticks = [line for line in err if "tile" in line]
+    firsts = [(36 * k + 9) // 10 for k in range(1, 11)]  # the first tile of each tenth done
+    assert ticks == [f"[1/2] big.png: tile {d}/36 ({d * 100 // 36}%)" for d in firsts]
+    assert not [line for line in err if line.startswith("[2/2]") and "tile" in line]
+    assert err[len(ticks)].startswith("[1/2] big.png: ") and "instances" in err[len(ticks)]
+
+
+def test_progress_tiles_on_a_terminal_and_off_it():
+    import io
+
+    from seglab.inference import Progress
+
+    log = io.StringIO()
+    progress = Progress(1, log, min_tiles=10)
+    progress.start(1, "a.tif")
+    for done in (4, 8, 12, 16, 20):  # batches of 4 of 20 tiles: every other tenth is skipped
+        progress.tiles(done, 20)
+    assert log.getvalue().splitlines() == [f"[1/1] a.tif: tile {d}/20 ({d * 5}%)" for d in (4, 8, 12, 16, 20)]
+    progress.start(1, "b.tif")
+    progress.tiles(9, 9)  # fewer tiles than min_tiles: nothing until its result line
+    assert log.getvalue().count("b.tif") == 0
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    on_tty = Progress(1, tty)
+    on_tty.start(1, "a.tif")
+    on_tty.tiles(3, 20)
+    assert tty.getvalue() == "\r[1/1] a.tif: tile 3/20"

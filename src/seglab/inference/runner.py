@@ -60,20 +60,32 @@ def expand_inputs(spec: str | Path) -> list[Path]:
 
 
 class Progress:
-    """Progress over images and tiles: redrawn in place on a TTY, plain lines otherwise."""
+    """Progress over images and tiles: redrawn in place on a TTY, plain lines otherwise.
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    Tiles on a TTY: one line redrawn after every batch. Otherwise (a log file, a pipe, a job
+    scheduler's output) an image of at least ``min_tiles`` tiles prints a line each time another
+    tenth of its tiles is done, so a large image shows it is moving; smaller ones print only
+    their result line.
+    """
+
+    def __init__(self, total: int, stream: TextIO | None = None, *, min_tiles: int = 10) -> None:
         self.total, self.stream = total, stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.index, self.name = 0, ""
+        self.min_tiles, self.tenths = min_tiles, 0
 
     def start(self, index: int, name: str) -> None:
-        self.index, self.name = index, name
+        self.index, self.name, self.tenths = index, name, 0
 
     def tiles(self, done: int, total: int) -> None:
         if self.tty:
             self.stream.write(f"\r[{self.index}/{self.total}] {self.name}: tile {done}/{total}")
             self.stream.flush()
+            return
+        tenths = done * 10 // max(total, 1)
+        if total >= self.min_tiles and tenths > self.tenths:
+            self.tenths = tenths
+            self.line(f"tile {done}/{total} ({done * 100 // total}%)")
 
     def line(self, text: str) -> None:
         prefix = "\r\033[K" if self.tty else ""
