@@ -98,18 +98,17 @@ def image_to_tensor(image: np.ndarray):
     """Convert an ``H x W x C`` array to a float32 ``C x H x W`` torch tensor in [0, 1].
 
     Integer images are divided by their dtype's maximum (255 for uint8, 65535 for uint16);
-    float images are taken as they are.
+    float images are taken as they are. The tensor never shares memory with ``image``, which
+    may be read-only (a decoded PNG, a memory-mapped TIFF: torch warns on those).
     """
     import torch
 
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]
+    out = torch.from_numpy(np.array(arr.transpose(2, 0, 1), dtype=np.float32, order="C"))  # always a copy
     if np.issubdtype(arr.dtype, np.integer):
-        scale = float(np.iinfo(arr.dtype).max)
-        out = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(scale)
-    else:
-        out = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1).astype(np.float32)))
+        out.div_(float(np.iinfo(arr.dtype).max))
     return out
 
 

@@ -77,9 +77,9 @@ class DetectionModule(BudgetModule):
         if not torch.isfinite(loss):
             raise SeglabError(f"loss became {loss.item()} at step {self.global_step}; lower --lr or check the labels")
         n = len(batch["image"])
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
         for name, value in losses.items():
-            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     # -- validation -------------------------------------------------------------------------

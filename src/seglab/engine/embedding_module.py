@@ -154,7 +154,7 @@ class EmbeddingModule(SegmentationModule):
         else:
             part = self.embedding_loss_weight * self.recurrent_loss(emb, instances)
         if self.training and self._trainer is not None:
-            self.log("train/embedding_loss", part.detach(), on_step=True, on_epoch=True, batch_size=len(emb))
+            self.log("train/embedding_loss", part.detach(), on_step=True, on_epoch=True, batch_size=len(emb), sync_dist=True)
         return total + part
 
     def recurrent_loss(self, embeddings: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:

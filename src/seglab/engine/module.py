@@ -60,10 +60,14 @@ def instance_record(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def log_instance_scores(module: L.LightningModule, records: list[dict[str, Any]]) -> None:
-    """Log ``val/aji`` and ``val/pq``: the means over ``records``, one per image (:func:`once_per_image`)."""
+    """Log ``val/aji`` and ``val/pq``: the means over ``records``, one per image (:func:`once_per_image`).
+
+    Every rank holds the same records (gathered over ranks), so ``sync_dist``'s mean over ranks
+    keeps the value; without it Lightning warns about epoch-level values under DDP.
+    """
     count = max(len(records), 1)
     for key in ("aji", "pq"):
-        module.log(f"val/{key}", sum(r[key] for r in records) / count, prog_bar=True)
+        module.log(f"val/{key}", sum(r[key] for r in records) / count, prog_bar=True, sync_dist=True)
 
 
 class BudgetModule(L.LightningModule):
@@ -174,7 +178,8 @@ class SegmentationModule(BudgetModule):
         loss = self._loss(self(batch["image"]), batch)
         if not torch.isfinite(loss):
             raise SeglabError(f"loss became {loss.item()} at step {self.global_step}; lower --lr or check the labels")
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["image"]))
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["image"]),
+                 sync_dist=True)  # the epoch value: the mean over every rank's batches
         return loss
 
     # -- validation -------------------------------------------------------------------------
@@ -227,14 +232,14 @@ class SegmentationModule(BudgetModule):
         matrix (semantic task), else ``val/aji`` and ``val/pq`` the means over images."""
         records = once_per_image(self, self._val_records)
         if records:
-            self.log("val/loss", sum(r["loss"] for r in records) / len(records))
+            self.log("val/loss", sum(r["loss"] for r in records) / len(records), sync_dist=True)  # same on every rank
         if self.recipe.task == "semantic":
             from seglab.metrics import scores_from_matrix
 
             matrix = sum((r["confusion"] for r in records), np.zeros((self.recipe.num_classes,) * 2, np.int64))
             scores = scores_from_matrix(matrix)
-            self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True)
-            self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])))
+            self.log("val/miou", float(np.nan_to_num(scores["miou"])), prog_bar=True, sync_dist=True)
+            self.log("val/dice", float(np.nan_to_num(scores["mean_dice"])), sync_dist=True)
             return
         log_instance_scores(self, records)
 
