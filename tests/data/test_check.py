@@ -144,3 +144,20 @@ def test_synth_out_that_is_a_file_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"seglab: error: {out}: ") and "--out" in err
     assert afile.read_text() == "x"
+
+
+def test_mixed_channel_counts_are_a_problem_as_for_train(data_dir, capsys):
+    """train refuses images with another channel count (the fingerprint); data check passed them."""
+    from seglab.data.dataset import find_samples
+    from seglab.data.fingerprint import compute_fingerprint
+    from seglab.data.io import read_image
+
+    odd = data_dir / "images" / "synth_0002.png"
+    write_image(odd, read_image(odd)[..., 0])
+    report = check_dataset(data_dir)
+    assert report.problems == [f"{odd}: has 1 channels, 3 of the 4 images have 3 (training needs one channel count)"]
+    assert report.channels == {3: 3, 1: 1}
+    assert main(["data", "check", str(data_dir)]) == 1
+    assert f"  {odd}: has 1 channels" in capsys.readouterr().out
+    with pytest.raises(DataError, match="synth_0002.png: has 1 channels"):
+        compute_fingerprint(find_samples(data_dir, require_labels=True), task="instance")

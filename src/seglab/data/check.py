@@ -1,6 +1,6 @@
 """``seglab data check``: read every file of a folder data set once, report statistics and
 every problem found (missing label, label without image, size mismatch, unreadable file, empty
-label), one line each naming the file.
+label, a channel count other than the other images'), one line each naming the file.
 
 Memory stays bounded by a band of rows, not by the image: TIFFs are opened through tifffile's
 zarr store, so shapes come from the headers (a size mismatch is found without decoding) and
@@ -40,6 +40,7 @@ class DataReport:
     n_pairs: int = 0
     sizes: list[tuple[int, int]] = field(default_factory=list)
     channels: Counter = field(default_factory=Counter)
+    image_channels: list[tuple[Path, int]] = field(default_factory=list)  # per readable image
     dtypes: Counter = field(default_factory=Counter)
     instances_per_image: list[int] = field(default_factory=list)
     object_areas_sum: int = 0
@@ -177,6 +178,7 @@ def _check_image(report: DataReport, path: Path) -> tuple[int, int] | None:
         return None
     report.sizes.append((h, w))
     report.channels[c] += 1
+    report.image_channels.append((path, c))
     report.dtypes[dtype] += 1
     return h, w
 
@@ -238,7 +240,21 @@ def check_dataset(root: Path, *, task: str = "instance") -> DataReport:
     for stem, paths in labels.items():
         if stem not in images:
             _problem(report, paths[0], "label without image")
+    _check_channels(report)
     return report
+
+
+def _check_channels(report: DataReport) -> None:
+    """Training needs one channel count in every image: each image with another count than the
+    most common one (ties: the first image's) is a problem."""
+    if len(report.channels) < 2:
+        return
+    common, count = report.channels.most_common(1)[0]
+    total = len(report.image_channels)
+    for path, channels in report.image_channels:
+        if channels != common:
+            _problem(report, path, f"has {channels} channels, {count} of the {total} images have {common} "
+                                   "(training needs one channel count)")
 
 
 def format_report(report: DataReport) -> str:
