@@ -65,12 +65,10 @@ def write_curves(run_dir: Path) -> Path | None:
     rows = read_metrics_csv(run_dir / "metrics.csv")
     if not rows:
         return None
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the process's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_val = fig.subplots(1, 2)
     for key, style in (("train/loss_step", "-"), ("train/loss_epoch", "o-"), ("val/loss", "s-")):
         pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r]
         if pts:
@@ -91,7 +89,6 @@ def write_curves(run_dir: Path) -> Path | None:
     out = run_dir / "curves.png"
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     return out
 
 
