@@ -50,8 +50,8 @@ def train_small_unet(steps: int, path: Path, seed: int = 0) -> float:
     """Train the U-Net for ``steps`` Adam steps on synthetic tiles; save a seglab checkpoint at ``path``."""
     from seglab.data.synthetic import synth_tile
     from seglab.data.targets import three_class_targets
-    from seglab.engine.checkpoint import make_meta, save_checkpoint
     from seglab.models import create_model
+    from seglab.spec.checkpoint import make_meta, save_checkpoint
 
     torch.manual_seed(seed)
     model = create_model("unet", **MODEL)

@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     val: str | None = None  # validation folder; None = hold out val_fraction of `data`
     val_fraction: float = 0.2  # share of images held out when `val` is None (at least one)
     task: Task = "instance"  # instance (semantic-to-instance) or semantic
-    method: Method = "three_class"  # instance route (see seglab.engine.recipes)
+    method: Method = "three_class"  # instance route (see seglab.spec.recipes)
     embedding_dim: int | None = None  # embedding channels (None: 8, the recurrent route 32)
     embedding_kwargs: dict[str, Any] = {}  # embedding-route loss options (delta_v, coord_unit, ...)
     num_classes: int | None = None  # semantic only; inferred from the labels when None

@@ -15,8 +15,8 @@ import torch
 from seglab.data.dataset import find_samples
 from seglab.engine.datamodule import SegmentationDataModule
 from seglab.engine.module import SegmentationModule, instance_record
-from seglab.engine.recipes import make_recipe
 from seglab.losses import CrossEntropyLoss
+from seglab.spec.recipes import make_recipe
 
 
 def build(data: str) -> tuple[SegmentationModule, SegmentationDataModule]:

@@ -7,10 +7,10 @@ import pytest
 
 from seglab.config import resolve_config
 from seglab.engine.calibrate import GRIDS, MAX_STEPS, RANGES, candidates, choose, grid
-from seglab.engine.checkpoint import load_checkpoint
 from seglab.engine.trainer import train
 from seglab.instances import decode
 from seglab.metrics import aji
+from seglab.spec.checkpoint import load_checkpoint
 
 
 def test_candidates_put_the_current_value_first():

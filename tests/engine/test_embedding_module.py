@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from seglab.engine.embedding_module import EmbeddingModule, check_route_kwargs
-from seglab.engine.recipes import make_recipe
 from seglab.errors import ConfigError
 from seglab.losses import CrossEntropyLoss, DiscriminativeLoss
 from seglab.models import create_model
+from seglab.spec.recipes import make_recipe
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),

@@ -71,8 +71,8 @@ def test_semantic_validation_pools_unique_images(monkeypatch):
 
     from seglab.engine import module as module_lib
     from seglab.engine.module import SegmentationModule
-    from seglab.engine.recipes import make_recipe
     from seglab.losses import CrossEntropyLoss
+    from seglab.spec.recipes import make_recipe
 
     recipe = make_recipe("semantic", None, 2)
     meta = {"preprocessing": {"mean": [0.0], "std": [1.0]}, "decoder": None}

@@ -6,7 +6,7 @@ import yaml
 from seglab.cli import main
 from seglab.config import resolve_config
 from seglab.data.io import read_image, write_image, write_label
-from seglab.engine.checkpoint import load_checkpoint
+from seglab.spec.checkpoint import load_checkpoint
 
 
 def _fluo16(root, n=3, size=48, seed=0):

@@ -3,14 +3,12 @@ normalises images as the backbone learnt them."""
 
 import numpy as np
 import pytest
-import torch
 import torchvision
 import torchvision.models._api
 
 from seglab.config import resolve_config
-from seglab.engine.checkpoint import build_model, load_checkpoint, make_meta, save_checkpoint
 from seglab.engine.trainer import train
-from seglab.models import create_model
+from seglab.spec.checkpoint import load_checkpoint
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -52,18 +50,3 @@ def test_pretrained_run_predicts_without_download(tiny, tiny_data, tmp_path, mon
     image = np.zeros((40, 40, 3), np.uint8)
     assert predictor.predict(image)["instances"].shape == (40, 40)
 
-
-def test_checkpoint_recording_pretrained_weights_builds_offline(tmp_path, monkeypatch, fake_download):
-    """Checkpoints written before this fix record ``pretrained: True`` in the kwargs."""
-    kwargs = {"in_channels": 3, "num_classes": 3, "encoder": "resnet18", "pretrained": True}
-    model = create_model("unet", **kwargs)
-    meta = make_meta(task="instance", model_name="unet", model_kwargs=kwargs, method="three_class",
-                     preprocessing={"in_channels": 3, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-                     decoder={"name": "three_class_watershed", "kwargs": {}})
-    assert meta["model"] == {"name": "unet", "kwargs": {**kwargs, "pretrained": False}, "pretrained_weights": True}
-    meta["model"] = {"name": "unet", "kwargs": kwargs}  # as an older seglab wrote it
-    save_checkpoint(tmp_path / "old.ckpt", model, meta)
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", _refuse)
-    rebuilt = build_model(load_checkpoint(tmp_path / "old.ckpt"))
-    for key, value in model.state_dict().items():
-        assert torch.equal(rebuilt.state_dict()[key], value), key

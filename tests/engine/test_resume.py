@@ -94,7 +94,7 @@ def test_training_data_stream_depends_on_seed_and_epoch_only(tiny_data):
     of an uninterrupted epoch 1 (order, patches, augmentation); DataLoader workers change nothing."""
     from seglab.data.dataset import find_samples
     from seglab.engine.datamodule import SegmentationDataModule
-    from seglab.engine.recipes import make_recipe
+    from seglab.spec.recipes import make_recipe
 
     def data_module(workers):
         return SegmentationDataModule(

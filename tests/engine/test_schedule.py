@@ -8,7 +8,7 @@ import torch
 from seglab.engine.callbacks import Budget
 from seglab.engine.module import SegmentationModule
 from seglab.engine.optim import lr_factor
-from seglab.engine.recipes import make_recipe
+from seglab.spec.recipes import make_recipe
 
 
 def _module(schedule: str, progress: float) -> SegmentationModule:

@@ -9,8 +9,8 @@ import torch
 
 from seglab.cli import main
 from seglab.config import resolve_config
-from seglab.engine.checkpoint import load_checkpoint
 from seglab.engine.trainer import train
+from seglab.spec.checkpoint import load_checkpoint
 
 
 def _config(tiny, data, out, **kw):

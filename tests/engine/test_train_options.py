@@ -85,7 +85,7 @@ def _record_weights(monkeypatch):
 
 
 def test_ema_checkpoint_holds_the_hand_computed_average(tiny, tiny_data, tmp_path, monkeypatch):
-    from seglab.engine.checkpoint import build_model, load_checkpoint
+    from seglab.spec.checkpoint import build_model, load_checkpoint
 
     steps = _record_weights(monkeypatch)
     decay = 0.5

@@ -11,9 +11,9 @@ import torch
 import seglab.cli
 from seglab.data.io import write_image
 from seglab.data.synthetic import synth_tile
-from seglab.engine.checkpoint import make_meta, save_checkpoint
 from seglab.inference import Predictor
 from seglab.models import create_model
+from seglab.spec.checkpoint import make_meta, save_checkpoint
 
 KW = {"in_channels": 3, "num_classes": 3, "depth": 2, "base_channels": 4}
 

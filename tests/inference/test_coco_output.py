@@ -16,10 +16,10 @@ from seglab.data.coco import instances_to_coco_annotations
 from seglab.data.io import write_image
 from seglab.data.synthetic import synth_tile
 from seglab.data.targets import three_class_targets
-from seglab.engine.checkpoint import make_meta
 from seglab.inference import Predictor, predict_files
 from seglab.inference.runner import Progress
 from seglab.inference.writers import instance_scores
+from seglab.spec.checkpoint import make_meta
 
 SIZES = {"a": 48, "b": 64, "c": 40}
 

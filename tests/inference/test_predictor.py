@@ -6,12 +6,12 @@ import torch
 
 from seglab.data.synthetic import synth_tile
 from seglab.data.targets import three_class_targets
-from seglab.engine.checkpoint import make_meta, save_checkpoint
 from seglab.errors import DataError, SeglabError
 from seglab.inference import ArraySource, Predictor, outputs_to_probs
 from seglab.inference.tta import DIHEDRAL
 from seglab.metrics import aji, panoptic_quality
 from seglab.models import create_model
+from seglab.spec.checkpoint import make_meta, save_checkpoint
 
 KW = {"in_channels": 3, "num_classes": 3, "depth": 2, "base_channels": 4}
 PRE = {"in_channels": 3, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
@@ -185,23 +185,3 @@ def test_predict_then_metrics_round_trip():
     # one-hot maps leave the watershed ties on the boundary between touching nuclei
     assert aji(gt, pred) > 0.98 and pq["sq"] > 0.98
 
-
-def test_checkpoint_calibrated_for_threshold_markers_keeps_them(tmp_path):
-    """A checkpoint tuned for the old marker rule (interior_threshold, no markers) decodes as it did."""
-    from seglab.engine.checkpoint import load_checkpoint, make_meta, save_checkpoint
-    from seglab.models import create_model
-
-    model = create_model("unet", in_channels=3, num_classes=3, depth=2, base_channels=4)
-    for kwargs, calibration, expected in (
-        ({"interior_threshold": 0.95}, {"option": "interior_threshold", "value": 0.95}, "threshold"),
-        ({"min_size": 5}, None, None),  # new checkpoints take the default (h-maxima)
-        ({"interior_threshold": 0.9, "markers": "hmaxima"}, None, "hmaxima"),
-    ):
-        decoder = {"name": "three_class_watershed", "kwargs": dict(kwargs)}
-        if calibration:
-            decoder["calibration"] = calibration
-        meta = make_meta(task="instance", method="three_class", model_name="unet",
-                         model_kwargs={"in_channels": 3, "num_classes": 3, "depth": 2, "base_channels": 4},
-                         preprocessing={"in_channels": 3, "mean": [0.0] * 3, "std": [1.0] * 3}, decoder=decoder)
-        save_checkpoint(tmp_path / "m.ckpt", model, meta)
-        assert load_checkpoint(tmp_path / "m.ckpt")["seglab"]["decoder"]["kwargs"].get("markers") == expected

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from seglab.data.synthetic import synth_tile
-from seglab.engine.checkpoint import make_meta, save_checkpoint
-from seglab.engine.recipes import make_recipe
 from seglab.inference import Predictor
 from seglab.inference.tta import dihedral_tta, tta_channels
 from seglab.metrics import aji
 from seglab.models import create_model
+from seglab.spec.checkpoint import make_meta, save_checkpoint
+from seglab.spec.recipes import make_recipe
 
 PLAIN = {"in_channels": 3, "mean": [0.0] * 3, "std": [1.0] * 3}
 UNIT = 5.0  # coord_unit of the oracle's spatial embeddings

@@ -180,9 +180,9 @@ def calibrate_checkpoint(
     import torch
 
     from seglab.data.io import read_image, read_label
-    from seglab.engine.checkpoint import build_model, load_checkpoint
     from seglab.fileio import atomic_path
     from seglab.inference import Predictor
+    from seglab.spec.checkpoint import build_model, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt["seglab"]

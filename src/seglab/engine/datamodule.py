@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from seglab.data.dataset import Sample, SegmentationDataset, find_samples
 from seglab.data.normalize import IntensityScaling
 from seglab.data.transforms import build_transforms
-from seglab.engine.recipes import Recipe
+from seglab.spec.recipes import Recipe
 
 
 def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

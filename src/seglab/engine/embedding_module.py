@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 from seglab.engine.module import SegmentationModule
-from seglab.engine.recipes import EMBEDDING_METHODS
 from seglab.errors import ConfigError
 from seglab.instances.embedding import coordinate_channels, with_coordinates
 from seglab.losses.discriminative import DiscriminativeLoss
@@ -41,6 +40,7 @@ from seglab.losses.embedding import (
     sample_pixels,
 )
 from seglab.models.recurrent_grouping import RecurrentMeanShift
+from seglab.spec.recipes import EMBEDDING_METHODS
 
 EMBEDDING_ROUTES = tuple(EMBEDDING_METHODS)
 DEFAULT_COORD_UNIT = 5.0  # pixels per embedding unit of the spatial routes (embedding, seeds)

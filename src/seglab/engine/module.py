@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from seglab.engine.optim import budget_optimizer
-from seglab.engine.recipes import Recipe, decoder_input
 from seglab.errors import ConfigError, SeglabError
+from seglab.spec.recipes import Recipe, decoder_input
 
 
 def gather_over_ranks(module: L.LightningModule, obj: Any) -> list[Any]:
@@ -155,7 +155,7 @@ class SegmentationModule(BudgetModule):
         return out if isinstance(out, dict) else {"logits": out}
 
     def probabilities(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The decoder's input stack, N x C' x H x W (see :func:`seglab.engine.recipes.decoder_input`)."""
+        """The decoder's input stack, N x C' x H x W (see :func:`seglab.spec.recipes.decoder_input`)."""
         return decoder_input(out, self.recipe)
 
     # -- training ---------------------------------------------------------------------------

@@ -18,11 +18,11 @@ import torch
 from seglab.config import TrainConfig, save_config
 from seglab.data.normalize import IntensityScaling
 from seglab.engine.callbacks import AtomicCheckpointIO, Budget, Throughput
-from seglab.engine.checkpoint import make_meta
 from seglab.engine.datamodule import SegmentationDataModule, load_samples, split_samples
 from seglab.engine.module import SegmentationModule
-from seglab.engine.recipes import EMBEDDING_METHODS, Recipe, make_recipe
 from seglab.errors import ConfigError
+from seglab.spec.checkpoint import make_meta
+from seglab.spec.recipes import EMBEDDING_METHODS, Recipe, make_recipe
 
 DEFAULT_EPOCHS = 30
 

@@ -1,6 +1,6 @@
 """``Predictor``: a trained model plus its recorded preprocessing and decoder, ready for images.
 
-A checkpoint (``seglab.engine.checkpoint``) carries everything needed: the model spec and
+A checkpoint (``seglab.spec.checkpoint``) carries everything needed: the model spec and
 weights, ``preprocessing`` (intensity scaling to [0, 1] by the training data's or the image's
 percentiles, :mod:`seglab.data.normalize`, then ``(x - mean) / std``), the task,
 the instance method and the decoder. Probabilities are the engine's (:func:`outputs_to_probs`): soft-max of the logits,
@@ -31,6 +31,8 @@ from seglab.inference.source import ArraySource
 from seglab.inference.stitch import decode_blockwise, decode_rows_semantic
 from seglab.inference.tta import dihedral_tta, tta_channels
 from seglab.instances import DECODERS, decode
+from seglab.spec.checkpoint import build_model, load_checkpoint
+from seglab.spec.recipes import Recipe, decoder_input, make_recipe
 
 TASKS = ("instance", "semantic")
 
@@ -69,12 +71,10 @@ def adapt_channels(image: np.ndarray, in_channels: int, path: str | os.PathLike[
 def outputs_to_probs(out: torch.Tensor | dict[str, torch.Tensor], method: str | None, task: str = "instance") -> torch.Tensor:
     """Model outputs -> the decoder's input stack, exactly as the engine builds it in validation.
 
-    See :func:`seglab.engine.recipes.decoder_input`: the soft-max of the logits for
+    See :func:`seglab.spec.recipes.decoder_input`: the soft-max of the logits for
     ``three_class`` and the semantic task; otherwise the foreground probability followed by each
     extra head of the method's recipe, through its activation.
     """
-    from seglab.engine.recipes import Recipe, decoder_input, make_recipe
-
     if task == "instance" and method not in (None, "three_class"):
         try:
             return decoder_input(out, make_recipe(task, method))
@@ -98,7 +98,7 @@ class Predictor:
     Args:
         model: the network (returns logits, or a dict with ``"logits"``).
         meta: the checkpoint's ``seglab`` metadata (``task``, ``method``, ``preprocessing``,
-            ``decoder``); see :mod:`seglab.engine.checkpoint`.
+            ``decoder``); see :mod:`seglab.spec.checkpoint`.
         device: ``"cpu"`` or ``"cuda"`` (CUDA runs under float16 autocast).
         tta: average over the 8 flips / 90-degree rotations.
         tile: sliding-window tile size; ``None`` runs the whole image in one pass.
@@ -151,8 +151,6 @@ class Predictor:
             DataError: missing, damaged or non-seglab file, unsupported or unexpected task,
                 unknown decoder, or weights that do not fit the recorded model.
         """
-        from seglab.engine.checkpoint import build_model, load_checkpoint
-
         ckpt = load_checkpoint(path)
         meta = ckpt["seglab"]
         if meta["task"] not in TASKS or (task is not None and meta["task"] != task):

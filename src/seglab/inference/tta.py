@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from seglab.spec.recipes import EMBEDDING_METHODS, make_recipe
+
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))  # (0, False) first: the identity
 
 
@@ -98,7 +100,7 @@ def tta_channels(method: str | None, decoder: dict[str, Any] | None) -> dict[str
     """:func:`dihedral_tta`'s channel roles for the decoder input stack of an instance method.
 
     The embedding routes' stack is ``[p_fg, (seediness,) embedding...]``
-    (:func:`seglab.engine.recipes.decoder_input`). With spatial embeddings (the decoder's
+    (:func:`seglab.spec.recipes.decoder_input`). With spatial embeddings (the decoder's
     ``coord_unit`` > 0, recorded in the checkpoint by the engine) the first two embedding
     channels are the offsets ``(dy, dx)`` towards the instance's point, a vector field; every
     other embedding channel, and every channel of plain (``coord_unit`` 0) or recurrent
@@ -108,8 +110,6 @@ def tta_channels(method: str | None, decoder: dict[str, Any] | None) -> dict[str
     Returns:
         ``{"vector_channels": ..., "identity_channels": ...}`` keyword arguments.
     """
-    from seglab.engine.recipes import EMBEDDING_METHODS, make_recipe
-
     if method not in EMBEDDING_METHODS:
         return {}
     heads = make_recipe("instance", method).aux_heads  # in stack order after p_fg
