@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from seglab.errors import SeglabError
     from seglab.fileio import check_output_dir
-    from seglab.inference import Predictor, expand_inputs, predict_files
+    from seglab.inference import expand_inputs, load_predictor, predict_files
     from seglab.inference.predictor import default_tile, resolve_device
 
     if not 0 <= args.overlap < 1:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise SeglabError(f"--device: {exc}") from None
     check_output_dir(args.output, "--output")
     inputs = expand_inputs(args.input)
-    predictor = Predictor.from_checkpoint(
+    predictor = load_predictor(
         args.checkpoint, device=args.device, tta=args.tta, overlap=args.overlap, batch_size=args.batch_size,
         blend=args.blend, block=args.block, margin=args.margin, decode_workers=max(args.decode_workers, 0),
     )

@@ -43,7 +43,7 @@ def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | N
     from seglab.config import resolve_config
     from seglab.engine.trainer import train
     from seglab.fileio import write_json_atomic, write_text_atomic
-    from seglab.inference import Predictor
+    from seglab.inference import load_predictor
     from seglab.inference.runner import expand_inputs, predict_files
     from seglab.metrics.evaluate import evaluate_folders, format_table
 
@@ -56,7 +56,7 @@ def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | N
         overrides["workers"] = workers
     result = train(resolve_config(None, overrides))
     t_train = time.monotonic()
-    predictor = Predictor.from_checkpoint(result.best_checkpoint)
+    predictor = load_predictor(result.best_checkpoint)
     predict_files(predictor, expand_inputs(dirs["test"] / "images"), out / "predictions")
     t_predict = time.monotonic()
     report = evaluate_folders(out / "predictions", dirs["test"], task="instance")

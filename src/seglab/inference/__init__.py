@@ -1,11 +1,16 @@
 """Inference at scale: predictor, sliding windows with blending, TTA, block stitching, writers.
 
 Example:
-    >>> from seglab.inference import Predictor
-    >>> predictor = Predictor.from_checkpoint("runs/nuclei/best.ckpt", tile=256, tta=True)
+    >>> from seglab.inference import load_predictor
+    >>> predictor = load_predictor("runs/nuclei/best.ckpt", tile=256, tta=True)
     >>> result = predictor.predict(image)          # {"probs", "instances"} or {"probs", "classes"}
+
+``load_predictor`` returns a :class:`Predictor`, or for a Mask R-CNN checkpoint a
+:class:`~seglab.inference.detection.DetectionPredictor` (``{"instances"}`` only);
+``Predictor.from_checkpoint`` loads every checkpoint but a Mask R-CNN one.
 """
 
+from seglab.inference.load import load_predictor
 from seglab.inference.predictor import Predictor, adapt_channels, outputs_to_probs, resolve_device
 from seglab.inference.runner import Progress, expand_inputs, predict_files
 from seglab.inference.sliding import iter_prob_bands, sliding_window_probs, tile_starts, weight_map
@@ -25,6 +30,7 @@ __all__ = [
     "dihedral_tta",
     "expand_inputs",
     "iter_prob_bands",
+    "load_predictor",
     "open_image",
     "output_paths",
     "outputs_to_probs",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ from seglab.inference.source import ArraySource
 
 class DetectionPredictor(Predictor):
     """A :class:`Predictor` for Mask R-CNN checkpoints (same options; ``tta`` is refused)."""
+
+    detection: ClassVar[bool] = True
 
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], **kwargs: Any) -> None:
         if kwargs.get("tta"):

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -92,6 +92,45 @@ def default_tile(meta: dict[str, Any]) -> int:
     return max(int(meta.get("patch_size") or 256), 256)
 
 
+def is_detection_checkpoint(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's model predicts detections (Mask R-CNN) rather than probabilities."""
+    return meta.get("method") == "maskrcnn"
+
+
+def load_model(
+    path: str | os.PathLike[str], *, task: str | None = None, detection: bool | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a checkpoint for prediction: its model (eval mode) and its ``seglab`` metadata.
+
+    Args:
+        path: the ``.ckpt`` file.
+        task: when given, refuse a checkpoint of another task.
+        detection: when given, refuse a checkpoint that is (``False``) or is not (``True``) a
+            Mask R-CNN (detection) one.
+
+    Raises:
+        DataError: missing, damaged or non-seglab file, unsupported or unexpected task or kind,
+            unknown decoder, or weights that do not fit the recorded model.
+    """
+    ckpt = load_checkpoint(path)
+    meta = ckpt["seglab"]
+    if meta["task"] not in TASKS or (task is not None and meta["task"] != task):
+        wanted = task or " or ".join(TASKS)
+        raise DataError(path, f"checkpoint is for the {meta['task']!r} task; predict needs {wanted}")
+    if detection is not None and is_detection_checkpoint(meta) != detection:
+        kind = "not a Mask R-CNN checkpoint; DetectionPredictor" if detection else "a Mask R-CNN checkpoint; Predictor"
+        raise DataError(path, f"{kind} cannot predict it (seglab.inference.load_predictor picks the predictor for any checkpoint)")
+    if meta["task"] == "instance" and not is_detection_checkpoint(meta) and (meta["decoder"] or {}).get("name") not in DECODERS:
+        raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
+    try:
+        model = build_model(ckpt, path)
+    except DataError:
+        raise
+    except SeglabError as exc:
+        raise DataError(path, str(exc)) from None
+    return model, meta
+
+
 class Predictor:
     """Runs a segmentation model on whole images of any size.
 
@@ -111,6 +150,8 @@ class Predictor:
             block only; 0 decodes in the calling thread). The watershed holds the GIL, so a
             thread would not overlap with the model; a process does.
     """
+
+    detection: ClassVar[bool] = False  # True for the predictor of Mask R-CNN (detection) checkpoints
 
     def __init__(
         self, model: torch.nn.Module, meta: dict[str, Any], *, device: str = "cpu", tta: bool = False,
@@ -140,7 +181,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], *, task: str | None = None, **kwargs: Any) -> Predictor:
-        """Load a seglab checkpoint (``weights_only``) and build its predictor.
+        """Load a seglab checkpoint (``weights_only``) and build this class's predictor for it.
+
+        A Mask R-CNN checkpoint needs :class:`~seglab.inference.detection.DetectionPredictor`;
+        :func:`seglab.inference.load_predictor` picks the right class for any checkpoint.
 
         Args:
             path: the ``.ckpt`` file.
@@ -148,27 +192,10 @@ class Predictor:
             **kwargs: :class:`Predictor` options (device, tta, tile, ...).
 
         Raises:
-            DataError: missing, damaged or non-seglab file, unsupported or unexpected task,
-                unknown decoder, or weights that do not fit the recorded model.
+            DataError: as :func:`load_model`, including a checkpoint of the other kind
+                (detection or not) than this class predicts.
         """
-        ckpt = load_checkpoint(path)
-        meta = ckpt["seglab"]
-        if meta["task"] not in TASKS or (task is not None and meta["task"] != task):
-            wanted = task or " or ".join(TASKS)
-            raise DataError(path, f"checkpoint is for the {meta['task']!r} task; predict needs {wanted}")
-        detection = meta.get("method") == "maskrcnn"
-        if meta["task"] == "instance" and not detection and (meta["decoder"] or {}).get("name") not in DECODERS:
-            raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
-        try:
-            model = build_model(ckpt, path)
-        except DataError:
-            raise
-        except SeglabError as exc:
-            raise DataError(path, str(exc)) from None
-        if detection:
-            from seglab.inference.detection import DetectionPredictor
-
-            return DetectionPredictor(model, meta, **kwargs)
+        model, meta = load_model(path, task=task, detection=cls.detection)
         return cls(model, meta, **kwargs)
 
     # -- preprocessing ------------------------------------------------------------------------
