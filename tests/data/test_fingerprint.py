@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from seglab.data.dataset import Sample, find_samples
+from seglab.data.dataset import find_samples
 from seglab.data.fingerprint import compute_fingerprint, fingerprint, fingerprint_folder
-from seglab.data.io import scale_intensity, write_image, write_label
+from seglab.data.io import Sample, scale_intensity, write_image, write_label
 from seglab.errors import DataError
 
 

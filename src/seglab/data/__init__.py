@@ -33,7 +33,7 @@ _EXPORTS = {
     "relabel_sequential": "seglab.data.targets",
     "IGNORE_INDEX": "seglab.data.targets",
     "build_transforms": "seglab.data.transforms",
-    "Sample": "seglab.data.dataset",
+    "Sample": "seglab.data.io",
     "find_samples": "seglab.data.dataset",
     "SegmentationDataset": "seglab.data.dataset",
     "make_loader": "seglab.data.dataset",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from seglab.data.io import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIXES,
+    Sample,
     find_file,
     read_image,
     read_label,
@@ -36,15 +36,6 @@ _PAD = -1  # sentinel id of padded label pixels and of those a transform exposes
 _FG_PER_IMAGE = 10_000  # foreground positions kept per image (a uniform random subset) to centre patches on
 _FG_CACHED = 2_000_000  # positions cached per process over all images (16 MB); the least recently used go first
 _FG_BAND = 1 << 22  # label pixels scanned at a time when finding an image's foreground
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image and its label file (``None`` for unlabelled images)."""
-
-    stem: str
-    image: Path
-    label: Path | None = None
 
 
 def find_samples(root: Path, *, require_labels: bool = True) -> list[Sample]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,14 @@ def find_file(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None
             if candidate.is_file():
                 return candidate
     return None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its label file (``None`` for unlabelled images), as the folder readers
+    (:func:`seglab.data.dataset.find_samples`, :func:`seglab.data.monuseg.find_monuseg_samples`)
+    list them."""
+
+    stem: str
+    image: Path
+    label: Path | None = None

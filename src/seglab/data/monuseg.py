@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon
 
-from seglab.data.io import IMAGE_SUFFIXES, PathLike, find_file
+from seglab.data.io import IMAGE_SUFFIXES, PathLike, Sample, find_file
 from seglab.errors import DataError
 
 
@@ -78,7 +78,7 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     return root
 
 
-def find_monuseg_samples(root: PathLike) -> list:
+def find_monuseg_samples(root: PathLike) -> list[Sample]:
     """Pair ``<stem>.tif`` images with ``<stem>.xml`` annotations under a MoNuSeg folder.
 
     Accepts the flat layout (both in ``root``), ``root/images`` + ``root/annotations``, and the
@@ -90,8 +90,6 @@ def find_monuseg_samples(root: PathLike) -> list:
     Raises:
         DataError: no images found, or an image without its XML.
     """
-    from seglab.data.dataset import Sample
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "folder not found")

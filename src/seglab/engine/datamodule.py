@@ -17,7 +17,8 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, DistributedSampler
 
-from seglab.data.dataset import Sample, SegmentationDataset, find_samples
+from seglab.data.dataset import SegmentationDataset, find_samples
+from seglab.data.io import Sample
 from seglab.data.normalize import IntensityScaling
 from seglab.data.transforms import build_transforms
 from seglab.spec.recipes import Recipe
