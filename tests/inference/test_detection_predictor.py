@@ -1,4 +1,5 @@
-"""DetectionPredictor streams the image: it reads one band of tile rows at a time (never the
+"""Tiled detection equals the whole-image answer with a perfect stand-in detector, and
+DetectionPredictor streams the image: it reads one band of tile rows at a time (never the
 whole image) and the merged instance map equals the ground truth a perfect detector sees."""
 
 import numpy as np
@@ -7,8 +8,9 @@ import torch
 
 from seglab.data.detection import instances_to_target
 from seglab.data.synthetic import synth_tile
-from seglab.inference.detection import DetectionPredictor
+from seglab.inference.detection import DetectionPredictor, predict_tiled_detections
 from seglab.inference.source import ArraySource
+from seglab.instances.detections import detections_to_instances
 from seglab.metrics import aji
 
 
@@ -17,7 +19,7 @@ class _PerfectDetector(torch.nn.Module):
 
     def __init__(self, inst: np.ndarray) -> None:
         super().__init__()
-        self.inst, self.rng = inst, np.random.default_rng(0)
+        self.inst, self.rng, self.calls = inst, np.random.default_rng(0), []
 
     def forward(self, crops):
         out = []
@@ -27,7 +29,33 @@ class _PerfectDetector(torch.nn.Module):
             k = len(target["boxes"])
             out.append({"boxes": target["boxes"], "scores": torch.from_numpy(self.rng.uniform(0.6, 1, k)),
                         "masks": target["masks"][:, None].float(), "labels": target["labels"]})
+            self.calls.append((r, c))
         return out
+
+
+def _small_objects(shape=(100, 130), n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    inst = np.zeros(shape, np.int32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for k in range(1, n + 1):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(2, 4.5)
+        inst[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (inst == 0)] = k
+    return inst
+
+
+@pytest.mark.parametrize("overlap", [0.3, 0.5])
+def test_tiled_prediction_equals_whole_image(overlap):
+    inst = _small_objects()
+    image = torch.zeros(2, *inst.shape)
+    image[0] = torch.arange(inst.shape[0])[:, None].float()  # channel 0 = row, channel 1 = column
+    image[1] = torch.arange(inst.shape[1])[None, :].float()
+    detector = _PerfectDetector(inst)
+    merged = predict_tiled_detections(detector, image, tile=40, overlap=overlap, batch_size=3)
+    assert len(detector.calls) > 9
+    whole = detections_to_instances({"masks": instances_to_target(inst)["masks"][:, None].float(),
+                                     "scores": torch.ones(int(inst.max()))})
+    assert aji(whole, merged) == pytest.approx(1.0)
+    assert merged.max() == len(np.unique(inst)) - 1
 
 
 def test_reads_bands_not_the_whole_image(monkeypatch):

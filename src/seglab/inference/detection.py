@@ -2,7 +2,8 @@
 
 Mask R-CNN predicts boxes and masks, not per-pixel probabilities, so there is nothing to blend:
 the image is cut into overlapping tiles, each tile is detected, and every object is kept by the
-tile that owns its box centre (:func:`seglab.instances.detections.predict_tiled_detections`).
+tile that owns its box centre (:func:`predict_tiled_detections`, merging with
+:class:`seglab.instances.detections.TiledDetectionMerger`).
 The image is read one band of tile rows at a time from its source (a memory-mapped TIFF or zarr
 stays on disk), and each batch of tiles is painted into the instance map before the next is
 detected, so memory holds the map and one band, not the image or every mask.
@@ -20,7 +21,9 @@ import torch
 
 from seglab.errors import SeglabError
 from seglab.inference.predictor import Predictor, adapt_channels
+from seglab.inference.sliding import tile_starts
 from seglab.inference.source import ArraySource
+from seglab.instances.detections import TiledDetectionMerger
 
 
 class DetectionPredictor(Predictor):
@@ -45,8 +48,6 @@ class DetectionPredictor(Predictor):
     def predict_source(
         self, source: ArraySource, *, out: np.ndarray | None = None, on_tiles: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        from seglab.instances.detections import predict_tiled_detections
-
         image = _BandReader(source, self)
         height, width = image.shape[-2:]
         labels = predict_tiled_detections(
@@ -69,6 +70,45 @@ class DetectionPredictor(Predictor):
                 return self.predict(source)
         source = image if isinstance(image, ArraySource) else ArraySource(image)
         return {"instances": self.predict_source(source)}
+
+
+@torch.no_grad()
+def predict_tiled_detections(
+    model: torch.nn.Module,
+    image: Any,
+    *,
+    tile: int = 256,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    min_size: int = 0,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Run a detection model over overlapping tiles of a ``C x H x W`` image, merge to one map.
+
+    Tiles are detected and painted batch by batch, so memory holds the instance map, one batch
+    of tiles and whatever ``image`` keeps, never the masks of the whole image.
+
+    Args:
+        model: a torchvision-style detector in eval mode (list of images -> list of detections).
+        image: ``C x H x W`` float image as the model takes it (Mask R-CNN: [0, 1]): a tensor, or
+            any object with ``shape`` and tensor-valued ``image[:, r0:r1, c0:c1]`` (a lazy reader).
+        tile: tile size; images up to this size run in one piece.
+        overlap: tile overlap fraction (the overlap in pixels should exceed the largest object).
+        batch_size: tiles per forward pass.
+        min_size: instances with fewer visible pixels are dropped.
+        **kwargs: ``score_threshold``, ``mask_threshold``
+            (:class:`~seglab.instances.detections.TiledDetectionMerger`).
+    """
+    _, height, width = image.shape
+    th, tw = min(tile, height), min(tile, width)
+    rows, cols = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
+    merger = TiledDetectionMerger((height, width), rows, cols, (th, tw), **kwargs)
+    origins = [(r, c) for r in rows for c in cols]
+    for i in range(0, len(origins), batch_size):
+        batch = origins[i:i + batch_size]
+        for det, origin in zip(model([image[:, r:r + th, c:c + tw] for r, c in batch]), batch, strict=True):
+            merger.add({k: v.cpu() for k, v in det.items()}, origin)
+    return merger.finish(min_size)
 
 
 class _BandReader:

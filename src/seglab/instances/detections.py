@@ -5,7 +5,8 @@ painted in increasing score order so the highest-scoring detection wins every co
 (as the Mask R-CNN panoptic baselines do). Implemented without painting loops: each pixel takes
 the largest score rank among the masks covering it (a running maximum over chunks of masks).
 
-Tiled prediction (:func:`merge_tiled_detections`): along each axis every tile *owns* the band
+Tiled merging (:func:`merge_tiled_detections`, :class:`TiledDetectionMerger`; the model runs over
+the tiles in :mod:`seglab.inference.detection`): along each axis every tile *owns* the band
 from the middle of its overlap with the previous tile to the middle of its overlap with the
 next; a detection is kept only by the tile that owns its box centre, so an object seen by two
 tiles is kept once, from the tile where it lies farther from the border. Overlap between tiles
@@ -172,42 +173,3 @@ def merge_tiled_detections(
         merger.add(det, origin)
     return merger.finish(min_size)
 
-
-@torch.no_grad()
-def predict_tiled_detections(
-    model: torch.nn.Module,
-    image: Any,
-    *,
-    tile: int = 256,
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    min_size: int = 0,
-    **kwargs: Any,
-) -> np.ndarray:
-    """Run a detection model over overlapping tiles of a ``C x H x W`` image, merge to one map.
-
-    Tiles are detected and painted batch by batch, so memory holds the instance map, one batch
-    of tiles and whatever ``image`` keeps, never the masks of the whole image.
-
-    Args:
-        model: a torchvision-style detector in eval mode (list of images -> list of detections).
-        image: ``C x H x W`` float image as the model takes it (Mask R-CNN: [0, 1]): a tensor, or
-            any object with ``shape`` and tensor-valued ``image[:, r0:r1, c0:c1]`` (a lazy reader).
-        tile: tile size; images up to this size run in one piece.
-        overlap: tile overlap fraction (the overlap in pixels should exceed the largest object).
-        batch_size: tiles per forward pass.
-        min_size: instances with fewer visible pixels are dropped.
-        **kwargs: ``score_threshold``, ``mask_threshold``.
-    """
-    from seglab.inference.sliding import tile_starts
-
-    _, height, width = image.shape
-    th, tw = min(tile, height), min(tile, width)
-    rows, cols = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
-    merger = TiledDetectionMerger((height, width), rows, cols, (th, tw), **kwargs)
-    origins = [(r, c) for r in rows for c in cols]
-    for i in range(0, len(origins), batch_size):
-        batch = origins[i:i + batch_size]
-        for det, origin in zip(model([image[:, r:r + th, c:c + tw] for r, c in batch]), batch, strict=True):
-            merger.add({k: v.cpu() for k, v in det.items()}, origin)
-    return merger.finish(min_size)
