@@ -8,12 +8,8 @@ import torchvision
 from seglab.errors import DataError
 from seglab.models import create_model
 from seglab.models.encoders import TorchvisionResNet
-from seglab.models.pretrained import (
-    describe_mismatch,
-    offline_kwargs,
-    pretrained_normalization,
-    summarise_load_error,
-)
+from seglab.models.pretrained import offline_kwargs, pretrained_normalization
+from seglab.models.weights import describe_mismatch, summarise_load_error
 
 
 @pytest.fixture

@@ -30,6 +30,12 @@ from torch import nn
 from seglab.errors import ConfigError, DataError
 from seglab.models.blocks import conv_stage
 from seglab.models.fastpaths import PointwiseConv
+from seglab.models.weights import (
+    describe_mismatch,
+    enum_names,
+    load_fitting_weights,
+    summarise_load_error,
+)
 
 TORCHVISION_RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
@@ -155,8 +161,6 @@ def _torchvision_weights_name(architecture: str, pretrained: str) -> str:
     """
     import torchvision
 
-    from seglab.models.pretrained import enum_names
-
     names = enum_names(torchvision.models.get_model_weights(architecture))
     if pretrained not in names:
         raise DataError(pretrained, f"weights file not found (pretrained: a file, or one of {', '.join(names)})")
@@ -169,8 +173,6 @@ def _load_weights_file(module: nn.Module, path: str, what: str) -> None:
     Raises:
         DataError: naming ``path``, when it does not load or its weights do not fit.
     """
-    from seglab.models.pretrained import load_fitting_weights
-
     state = _read_weights_file(path)
     for key in [k for k in state if k.startswith("fc.")]:
         del state[key]
@@ -199,8 +201,6 @@ def _check_timm_weights_file(name: str, path: str) -> None:
     The file is compared with the whole model's ``state_dict`` (its classifier excepted).
     """
     import timm
-
-    from seglab.models.pretrained import describe_mismatch
 
     state = _read_weights_file(path)
     reference = timm.create_model(name, pretrained=False)
@@ -261,8 +261,6 @@ class TimmEncoder(nn.Module):
         except RuntimeError as exc:  # timm loads a weights file strictly
             if not isinstance(pretrained, str):
                 raise
-            from seglab.models.pretrained import summarise_load_error
-
             raise DataError(pretrained, f"weights do not fit timm encoder {name!r}: {summarise_load_error(str(exc))}") from None
         self.out_channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())

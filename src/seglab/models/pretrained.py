@@ -1,5 +1,8 @@
-"""Pretrained backbone weights: loading them strictly, the statistics they expect, and rebuilding
-a trained model without them.
+"""Pretrained backbone weights: the statistics they expect, and rebuilding a trained model without
+them (loading a weights file strictly is :mod:`seglab.models.weights`).
+
+This module sits above the model registry (``seglab.models``: ``DETECTION_MODELS``,
+``model_kwargs``) and the encoders; nothing in ``seglab.models`` imports it.
 
 A model's ``pretrained`` option (``True``, a torchvision weights name such as ``"IMAGENET1K_V1"``,
 or the path of a weights file) only says where training starts. Once trained, the weights live in
@@ -13,13 +16,13 @@ weights description (``weights.transforms()``) or timm's ``pretrained_cfg``, wit
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
+from seglab.models import DETECTION_MODELS, model_kwargs
+from seglab.models.encoders import TORCHVISION_RESNETS
+from seglab.models.weights import enum_names
 
 
 def offline_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,8 +31,6 @@ def offline_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     ``pretrained`` becomes ``False``; a pretrained Mask R-CNN keeps its frozen batch norm (its
     state dict differs from a ``BatchNorm2d`` one), so ``frozen_batchnorm=True`` is spelled out.
     """
-    from seglab.models import DETECTION_MODELS
-
     out = dict(kwargs)
     if not out.get("pretrained"):
         return out
@@ -81,11 +82,6 @@ def _timm_statistics(architecture: str) -> BackboneStatistics | None:
     return BackboneStatistics(list(cfg.mean), list(cfg.std), f"timm {architecture}")
 
 
-def enum_names(enum: Any) -> list[str]:
-    """The names a torchvision weights enum accepts (``"DEFAULT"`` first)."""
-    return ["DEFAULT", *(w.name for w in enum)]
-
-
 def pretrained_normalization(name: str, kwargs: Mapping[str, Any], in_channels: int) -> BackboneStatistics | None:
     """The normalisation statistics of model ``name``'s pretrained backbone, or ``None``.
 
@@ -93,9 +89,6 @@ def pretrained_normalization(name: str, kwargs: Mapping[str, Any], in_channels: 
     (a plain U-Net), or the backbone's description holds no statistics. Statistics for other
     than 3 channels follow :func:`adapt_statistics`. Nothing is downloaded.
     """
-    from seglab.models import DETECTION_MODELS, model_kwargs
-    from seglab.models.encoders import TORCHVISION_RESNETS
-
     pretrained = kwargs.get("pretrained")
     if not pretrained:
         return None
@@ -114,72 +107,3 @@ def pretrained_normalization(name: str, kwargs: Mapping[str, Any], in_channels: 
     if stats is None:
         return None
     return BackboneStatistics(adapt_statistics(stats.mean, in_channels), adapt_statistics(stats.std, in_channels), stats.source)
-
-
-# -- loading weights that must fit --------------------------------------------------------------
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
-
-
-def _keys(keys: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def describe_mismatch(
-    missing: Sequence[str], unexpected: Sequence[str], shapes: Sequence[tuple[str, Sequence[int], Sequence[int]]]
-) -> str | None:
-    """One line saying which weights do not fit, or ``None`` when all do.
-
-    ``shapes`` holds ``(key, loaded shape, model shape)``; e.g. ``"3 missing keys (a, b, c),
-    2 unexpected (d, e), 1 with another shape (f: checkpoint [3, 16, 1, 1], model [3, 8, 1, 1])"``.
-    """
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key{'s' if len(missing) != 1 else ''} ({_keys(list(missing))})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({_keys(list(unexpected))})")
-    if shapes:
-        shown = "; ".join(f"{k}: checkpoint {_shape(a)}, model {_shape(b)}" for k, a, b in shapes[:2])
-        more = f"; ... {len(shapes) - 2} more" if len(shapes) > 2 else ""
-        parts.append(f"{len(shapes)} with another shape ({shown}{more})")
-    return ", ".join(parts) or None
-
-
-def load_fitting_weights(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
-    """Load ``state`` into ``module`` if every weight fits; else return what did not fit.
-
-    Returns:
-        ``None`` when ``state`` was loaded (same keys, same shapes: what ``strict=True`` checks),
-        else :func:`describe_mismatch`'s line; ``module`` may then hold some of the weights.
-    """
-    own = module.state_dict()
-    shapes = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
-              if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
-    wrong = {k for k, _, _ in shapes}
-    fitting = {k: v for k, v in state.items() if k not in wrong}
-    if hasattr(state, "_metadata"):  # module versions, for the modules' own key upgrades
-        fitting = type(state)(fitting) if isinstance(state, dict) else fitting
-        fitting._metadata = state._metadata  # type: ignore[attr-defined]
-    result = module.load_state_dict(fitting, strict=False)
-    missing = [k for k in result.missing_keys if k not in wrong]
-    return describe_mismatch(missing, list(result.unexpected_keys), shapes)
-
-
-def summarise_load_error(message: str) -> str:
-    """PyTorch's multi-line ``load_state_dict`` error as :func:`describe_mismatch`'s one line."""
-
-    def keys(title: str) -> list[str]:
-        found = re.search(rf"{title} key\(s\) in state_dict: (.*)", message)
-        return re.findall(r'"([^"]+)"', found.group(1)) if found else []
-
-    shapes = [
-        (k, [int(s) for s in a.split(",") if s.strip()], [int(s) for s in b.split(",") if s.strip()])
-        for k, a, b in re.findall(
-            r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from checkpoint, "
-            r"the shape in current model is torch\.Size\(\[([^\]]*)\]\)", message)
-    ]
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return describe_mismatch(keys("Missing"), keys("Unexpected"), shapes) or (lines[0] if lines else "does not load")

@@ -142,7 +142,8 @@ def build_model(ckpt: dict[str, Any], path: str | os.PathLike[str] = "<checkpoin
     """
     from seglab.errors import SeglabError
     from seglab.models import create_model
-    from seglab.models.pretrained import load_fitting_weights, offline_kwargs
+    from seglab.models.pretrained import offline_kwargs
+    from seglab.models.weights import load_fitting_weights
 
     spec = ckpt["seglab"]["model"]
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
