@@ -25,6 +25,7 @@ def configure_training(*, workers: int, devices: int = 1, accelerator: str = "au
     least one. Oversubscribed OpenMP threads wait at every barrier for a descheduled peer, which
     made training 5-7x slower on a 2-core machine. ``OMP_NUM_THREADS`` set by the user wins.
     """
+    import lightning.pytorch  # noqa: F401  (its import sets its loggers' levels: ours must come after)
     import torch
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
