@@ -174,7 +174,7 @@ class _Accumulator:
             self.class_pixels += np.bincount(label.ravel(), minlength=256)[:256]
 
 
-def _stats(values: np.ndarray, name: str) -> dict[str, float]:
+def _stats(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {"median": 0.0, "p05": 0.0, "p95": 0.0}
     p05, med, p95 = np.percentile(values, [5, 50, 95])
@@ -253,8 +253,8 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
         range_spread=[float(v) for v in spans.max(0) / np.maximum(spans.min(0), 1e-12)],
         objects_brighter=brighter,
         objects_per_image=acc.per_image,
-        diameters=_stats(np.sqrt(4.0 * areas / math.pi), "diameter"),
-        areas=_stats(areas.astype(np.float64), "area"),
+        diameters=_stats(np.sqrt(4.0 * areas / math.pi)),
+        areas=_stats(areas.astype(np.float64)),
         touching_share=acc.touching / n_objects if n_objects else 0.0,
         foreground_share=acc.fg_pixels / max(1, acc.all_pixels),
         class_pixels=classes,

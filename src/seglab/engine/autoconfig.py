@@ -61,6 +61,16 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
+def expected_steps(minutes: float, seconds_per_step: float) -> float:
+    """Optimizer steps a ``minutes`` budget holds at ``seconds_per_step`` (validation set aside)."""
+    return USABLE_SHARE * 60.0 * minutes / seconds_per_step
+
+
+def minutes_for_enough_steps(seconds_per_step: float) -> int:
+    """The whole minutes a budget needs for :data:`MIN_STEPS` steps at ``seconds_per_step``."""
+    return math.ceil(MIN_STEPS * seconds_per_step / USABLE_SHARE / 60.0)
+
+
 def _round32(x: float) -> int:
     return int(32 * math.ceil(x / 32))
 
@@ -158,11 +168,12 @@ def choose_width(config: TrainConfig, fp: Fingerprint, depth: int, classes: int,
         limit = 0.5 * torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else CPU_MEMORY_BYTES
         from seglab.analysis.memory import memory_profile
 
-        fits = [w for w in WIDTHS if memory_profile(_unet(fp.channels, classes, depth, w, aux), patch, batch,
-                                                    in_channels=fp.channels).activation_bytes <= limit]
-        width = max(fits, default=WIDTHS[0])
+        def fits(w: int) -> bool:
+            model = _unet(fp.channels, classes, depth, w, aux)
+            return memory_profile(model, patch, batch, in_channels=fp.channels).activation_bytes <= limit
+
+        width = next((w for w in reversed(WIDTHS) if fits(w)), WIDTHS[0])  # memory grows with width
         return width, f"no time budget: the widest whose training step fits {limit / 2**30:.1f} GiB", None
-    seconds = USABLE_SHARE * 60.0 * config.minutes
     timed: dict[int, float] = {}
 
     def steps(w: int) -> float:
@@ -170,7 +181,7 @@ def choose_width(config: TrainConfig, fp: Fingerprint, depth: int, classes: int,
             torch.manual_seed(0)
             timed[w] = _train_step_seconds(_unet(fp.channels, classes, depth, w, aux), fp.channels, classes,
                                            patch, batch, device)
-        return seconds / timed[w]
+        return expected_steps(config.minutes, timed[w])
 
     i = WIDTHS.index(16)
     if steps(WIDTHS[i]) >= MIN_STEPS:
@@ -180,7 +191,6 @@ def choose_width(config: TrainConfig, fp: Fingerprint, depth: int, classes: int,
         while i > 0 and steps(WIDTHS[i]) < MIN_STEPS:
             i -= 1
     width = WIDTHS[i]
-    steps(width)  # timed (the search may stop at the narrowest without timing it)
     enough = steps(width) >= MIN_STEPS
     why = (f"the {'widest' if enough else 'narrowest; none'} with >= {MIN_STEPS} steps in {config.minutes:g} min "
            f"on this device ({timed[width]:.2f} s/step -> ~{int(steps(width))} steps)")
@@ -246,12 +256,12 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
                f"{why_scale}depth: {why_depth}; width: {why_width}")
     elif rescale:
         choose("model_kwargs", {**config.model_kwargs, **rescale}, why_scale.rstrip("; "))
-    if seconds_per_step and USABLE_SHARE * 60 * config.minutes / seconds_per_step < MIN_STEPS:
-        need = MIN_STEPS * seconds_per_step / USABLE_SHARE / 60
-        plan.warnings.append(f"even the narrowest U-Net gets only ~{USABLE_SHARE * 60 * config.minutes / seconds_per_step:.0f} "
-                             f"steps in {config.minutes:g} min ({MIN_STEPS} wanted): --minutes {math.ceil(need)} would fit them")
+    if seconds_per_step and expected_steps(config.minutes, seconds_per_step) < MIN_STEPS:
+        plan.warnings.append(f"even the narrowest U-Net gets only ~{expected_steps(config.minutes, seconds_per_step):.0f} "
+                             f"steps in {config.minutes:g} min ({MIN_STEPS} wanted): "
+                             f"--minutes {minutes_for_enough_steps(seconds_per_step)} would fit them")
     if config.minutes is not None and "patches_per_image" not in pinned and seconds_per_step:
-        expected = USABLE_SHARE * 60 * config.minutes / seconds_per_step
+        expected = expected_steps(config.minutes, seconds_per_step)
         per_epoch = max(8.0, expected / 8)
         ppi = int(max(1, math.ceil(per_epoch * config.batch_size / fp.n_images)))
         choose("patches_per_image", ppi, f"one validation per ~{per_epoch:.0f} steps (~1/8 of the run)")
@@ -269,10 +279,9 @@ def budget_warning(config: TrainConfig, model_factory: Any, channels: int, class
     if config.minutes is None:
         return None
     seconds = _train_step_seconds(model_factory(), channels, classes, config.patch, config.batch_size, device)
-    steps = USABLE_SHARE * 60 * config.minutes / seconds
+    steps = expected_steps(config.minutes, seconds)
     if steps >= MIN_STEPS:
         return None
-    need = MIN_STEPS * seconds / USABLE_SHARE / 60
     return (f"about {steps:.0f} optimizer steps fit in {config.minutes:g} min with this model "
             f"({seconds:.2f} s/step at batch {config.batch_size} x {config.patch} px); {MIN_STEPS} need "
-            f"--minutes {math.ceil(need)}, or leave the model's size to seglab (no model_kwargs)")
+            f"--minutes {minutes_for_enough_steps(seconds)}, or leave the model's size to seglab (no model_kwargs)")
