@@ -11,6 +11,17 @@ from seglab.models import create_model
 from seglab.models.encoders import TorchvisionResNet
 
 
+def assert_same_outputs(ref, ours, size=(64, 64), key=None):
+    """Copy ``ref``'s weights into ``ours`` in registration order (batch-norm statistics
+    randomised first); their eval outputs on a random ``1 x 3 x H x W`` input must agree."""
+    randomize_batchnorm(ref)
+    copy_in_order(ref, ours)
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        out = ref(x)
+        torch.testing.assert_close(ours(x), out if key is None else out[key])
+
+
 def test_unet_resnet18_matches_smp_unet_decoder_features():
     """Same encoder and decoder as smp.Unet; only the head differs (1x1 as in the paper, smp: 3x3)."""
     import segmentation_models_pytorch as smp
@@ -29,11 +40,7 @@ def test_deeplabv3_matches_torchvision_deeplabv3_resnet50():
 
     ref = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=3, aux_loss=False).eval()
     ours = create_model("deeplabv3", num_classes=3, encoder="resnet50", output_stride=8).eval()
-    randomize_batchnorm(ref)
-    copy_in_order(ref, ours)
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x)["out"])
+    assert_same_outputs(ref, ours, key="out")
 
 
 def test_dilation_matches_torchvision_replace_stride_with_dilation():
@@ -147,11 +154,7 @@ def test_deeplabv2_matches_the_papers_aspp_l():
     the ASPP-L alone on 30 x 30 features of a small backbone, where every rate counts."""
     ref = PaperDeepLabV2(3).eval()
     ours = create_model("deeplabv2", num_classes=3, encoder="resnet50", output_stride=8).eval()
-    randomize_batchnorm(ref)
-    copy_in_order(ref, ours)
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x))
+    assert_same_outputs(ref, ours)
 
     small = create_model("deeplabv2", num_classes=3, encoder="timm:test_resnet", output_stride=8).eval()
     aspp_l = torch.nn.ModuleList(torch.nn.Conv2d(96, 3, 3, padding=r, dilation=r) for r in (6, 12, 18, 24))
@@ -172,11 +175,7 @@ def test_deeplabv3_output_stride_16_matches_torchvision():
     backbone = IntermediateLayerGetter(trunk, return_layers={"layer4": "out"})
     ref = DeepLabV3(backbone, DeepLabHead(2048, 3, atrous_rates=(6, 12, 18))).eval()
     ours = create_model("deeplabv3", num_classes=3, encoder="resnet50", output_stride=16).eval()
-    randomize_batchnorm(ref)
-    copy_in_order(ref, ours)
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x)["out"])
+    assert_same_outputs(ref, ours, key="out")
 
     # the head alone on 20 x 20 features of a small backbone, where rates 6, 12 and 18 all count
     small = create_model("deeplabv3", num_classes=3, encoder="timm:test_resnet", output_stride=16).eval()
@@ -248,11 +247,7 @@ def test_deeplabv3plus_matches_the_papers_decoder(separable):
     ours = create_model(
         "deeplabv3plus", num_classes=3, encoder="resnet50", output_stride=16, channels=32, separable=separable
     ).eval()
-    randomize_batchnorm(ref)
-    copy_in_order(ref, ours)
-    x = torch.rand(1, 3, 64, 96)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x))
+    assert_same_outputs(ref, ours, (64, 96))
 
     small = create_model("deeplabv3plus", num_classes=3, encoder="timm:test_resnet", output_stride=16, channels=32,
                          separable=separable).eval()
@@ -318,8 +313,4 @@ class PaperEncoderDecoder(torch.nn.Module):
 def test_encdec_matches_a_segnet_transcription(upsample):
     ref = PaperEncoderDecoder([4, 8, 16, 32], 3, upsample).eval()
     ours = create_model("encdec", num_classes=3, depth=3, base_channels=4, upsample=upsample).eval()
-    randomize_batchnorm(ref)
-    copy_in_order(ref, ours)
-    x = torch.rand(1, 3, 64, 48)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x))
+    assert_same_outputs(ref, ours, (64, 48))
