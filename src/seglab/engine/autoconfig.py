@@ -59,6 +59,7 @@ class Plan:
     config: TrainConfig
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seconds_per_step: float | None = None  # the chosen model's timed step (when the plan sized it)
 
 
 def expected_steps(minutes: float, seconds_per_step: float) -> float:
@@ -256,6 +257,7 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
                f"{why_scale}depth: {why_depth}; width: {why_width}")
     elif rescale:
         choose("model_kwargs", {**config.model_kwargs, **rescale}, why_scale.rstrip("; "))
+    plan.seconds_per_step = seconds_per_step
     if seconds_per_step and expected_steps(config.minutes, seconds_per_step) < MIN_STEPS:
         plan.warnings.append(f"even the narrowest U-Net gets only ~{expected_steps(config.minutes, seconds_per_step):.0f} "
                              f"steps in {config.minutes:g} min ({MIN_STEPS} wanted): "

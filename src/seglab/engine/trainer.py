@@ -151,8 +151,7 @@ def plan_run(config: TrainConfig) -> RunPlan:
         numbers = lambda values: "/".join(f"{v:.3g}" for v in values)  # noqa: E731
         plan.reasons.append(f"normalize: mean {numbers(stats.mean)}, std {numbers(stats.std)} of the pretrained "
                             f"backbone ({stats.source}), not the data's")
-    sized_automatically = any(r.startswith("model_kwargs") for r in plan.reasons)
-    if method != "maskrcnn" and not sized_automatically:
+    if method != "maskrcnn" and plan.seconds_per_step is None:  # a model the plan did not time
         factory = lambda: build_model(config, recipe, fp.channels, [0.0] * fp.channels, [1.0] * fp.channels)[0]  # noqa: E731
         warning = budget_warning(config, factory, fp.channels, recipe.num_classes, _device(config))
         if warning:
