@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read every file of DIR/images and DIR/labels once; exit 1 when problems are found.",
     )
     check.add_argument("dir", type=Path, metavar="DIR", help="data folder with images/ and labels/")
-    check.add_argument("--task", choices=("instance", "semantic"), default="instance", help="how labels are read")
+    check.add_argument("--task", choices=("instance", "semantic", "panoptic"), default="instance",
+                       help="how labels are read (panoptic: also classes/ and classes.yaml)")
     check.set_defaults(run=run)
     fp = sub.add_parser(
         "fingerprint",
@@ -57,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         result = fingerprint_folder(args.dir, task=args.task)
         print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(result.summary()))
         return 0
+    if args.task == "panoptic":
+        from seglab.data.panoptic_check import check_panoptic, format_panoptic
+
+        report, lines = check_panoptic(args.dir)
+        print(format_panoptic(report, lines))
+        return 0 if report.ok else 1
     from seglab.data.check import check_dataset, format_report
 
     report = check_dataset(args.dir, task=args.task)
