@@ -52,7 +52,7 @@ def test_semantic_against_themselves(labels, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--task", "panoptic"], "unknown task 'panoptic'"),
+        (["--task", "depth"], "unknown task 'depth'"),
         (["--task", "instance", "--pred", "MISSING"], "MISSING: folder not found"),
     ],
 )

@@ -117,8 +117,8 @@ def test_monuseg_xml_ground_truth(tmp_path):
 
 def test_bad_input(instance_folders, tmp_path):
     root, gts, _ = instance_folders
-    with pytest.raises(SeglabError, match="unknown task 'panoptic'"):
-        evaluate_folders(root / "pred", root / "gt", task="panoptic")
+    with pytest.raises(SeglabError, match="unknown task 'depth'"):
+        evaluate_folders(root / "pred", root / "gt", task="depth")
     (root / "pred" / "b_instances.tif").unlink()
     with pytest.raises(DataError, match=r"b\.tif.*no prediction"):
         evaluate_folders(root / "pred", root / "gt", task="instance")

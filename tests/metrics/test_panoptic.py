@@ -110,7 +110,7 @@ def test_hand_example():
     pi = np.array([[0, 0, 0, 0], [0, 8, 8, 8], [0, 0, 8, 8]])
     r = panoptic_scores(gs, gi, ps, pi, things={1}, stuffs={0})
     # thing: inter 3, pred area 5 of which 1 on void, gt area 4 -> IoU 3 / (5 + 4 - 3 - 1) = 0.6
-    assert r["per_class"][1] == pytest.approx({"pq": 0.6, "sq": 0.6, "rq": 1.0, "tp": 1, "fp": 0, "fn": 0, "iou_sum": 0.6})
+    assert r["per_class"][1] == pytest.approx({"pq": 0.6, "sq": 0.6, "rq": 1.0, "dq": 1.0, "tp": 1, "fp": 0, "fn": 0, "iou_sum": 0.6})
     # stuff: gt 7 pixels, pred 7 pixels, inter 6 -> IoU 6 / 8
     assert r["per_class"][0]["pq"] == pytest.approx(0.75)
     assert r["pq"] == pytest.approx((0.6 + 0.75) / 2)

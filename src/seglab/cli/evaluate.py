@@ -11,11 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score predicted label maps against ground truth",
         description="Pair files by stem (<stem>_instances.tif, <stem>_classes.png or <stem>.*) and print "
         "per-image scores plus the mean over images and the pooled aggregate. Instance: AJI, AJI+, PQ, "
-        "SQ, DQ, F1 (IoU > 0.5), foreground Dice. Semantic: mIoU, pixel accuracy, Dice (255 ignored).",
+        "SQ, DQ, F1 (IoU > 0.5), foreground Dice. Semantic: mIoU, pixel accuracy, Dice (255 ignored). "
+        "Panoptic (GT a panoptic folder; predictions <stem>_instances.tif + <stem>_classes.png): per-class "
+        "PQ/SQ/DQ and PQ, PQ_th, PQ_st (panopticapi), mPQ+ (CoNIC), mPQ and bPQ (PanNuke).",
     )
     p.add_argument("--pred", required=True, metavar="DIR", help="folder of predicted label maps")
     p.add_argument("--gt", required=True, metavar="DIR", help="ground-truth folder (its labels/ if present)")
-    p.add_argument("--task", required=True, metavar="instance|semantic", help="what the labels hold")
+    p.add_argument("--task", required=True, metavar="instance|semantic|panoptic", help="what the labels hold")
     p.add_argument("--num-classes", type=int, metavar="K", help="semantic classes (default: from the labels)")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.set_defaults(run=run)

@@ -152,8 +152,9 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, task: str, num
     Args:
         pred_dir: folder of predicted label maps.
         gt_dir: folder of ground truth (``labels/`` inside it is used when present).
-        task: ``"instance"`` (AJI, AJI+, PQ, SQ, DQ, F1, foreground Dice) or ``"semantic"``
-            (mIoU, pixel accuracy, mean Dice, per-class IoU and Dice; target 255 ignored).
+        task: ``"instance"`` (AJI, AJI+, PQ, SQ, DQ, F1, foreground Dice), ``"semantic"``
+            (mIoU, pixel accuracy, mean Dice, per-class IoU and Dice; target 255 ignored) or
+            ``"panoptic"`` (:mod:`seglab.metrics.evaluate_panoptic`; ``gt_dir`` a panoptic folder).
         num_classes: semantic classes K; default: largest class found + 1.
 
     Returns:
@@ -164,8 +165,12 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, task: str, num
         SeglabError: unknown task. DataError: missing folder, no ground truth, missing
             prediction, unreadable file, shape mismatch, class out of range.
     """
+    if task == "panoptic":
+        from seglab.metrics.evaluate_panoptic import evaluate_panoptic
+
+        return json_safe(evaluate_panoptic(pred_dir, gt_dir))  # type: ignore[return-value]
     if task not in TASKS:
-        raise unknown_choice("task", task, TASKS)
+        raise unknown_choice("task", task, (*TASKS, "panoptic"))
     pairs = _pairs(Path(pred_dir), Path(gt_dir), task)
     if task == "instance":
         rows, mean, pooled = _evaluate_instance(pairs)
@@ -178,6 +183,10 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, task: str, num
 
 def format_table(report: dict) -> str:
     """A text table: one row per image, then the ``mean`` and ``pooled`` aggregate rows."""
+    if report["task"] == "panoptic":
+        from seglab.metrics.evaluate_panoptic import format_panoptic
+
+        return format_panoptic(report)
     keys = SCORE_KEYS if report["task"] == "instance" else _SEMANTIC_KEYS
     rows = [(r["stem"], r) for r in report["per_image"]]
     rows += [("mean", report["metrics"]), ("pooled", report["metrics_pooled"])]

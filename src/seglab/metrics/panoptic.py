@@ -18,10 +18,26 @@ of a group has any segment the group scores 1.0 (nothing to find, nothing found)
 without classes scores NaN.
 
 Reference: Kirillov et al. 2019, "Panoptic Segmentation", CVPR; cocodataset/panopticapi.
+
+Nucleus-type aggregates (:class:`NucleusTypeMetrics`), as the pathology communities compute them
+over thing classes only, each instance matched within its class at IoU > 0.5 (plain IoU, no void):
+
+* **mPQ+** (CoNIC challenge, ``compute_stats.py``): TP, FP, FN and the IoU sum of every class
+  pooled over all images, PQ per class from the pooled counts, then the mean over every thing
+  class (a class with no TP scores 0);
+* **mPQ** (PanNuke, ``PanNuke-metrics/run.py``): PQ per image and class, classes absent from an
+  image's ground truth skipped, the mean over each image's classes, then the mean over images
+  (PanNuke then averages over tissue types; seglab has no tissue types, so one group);
+* **bPQ** (PanNuke): binary PQ (all nuclei one class) per image, images without ground-truth
+  nuclei skipped, then the mean over images.
+
+``dq`` (detection quality, HoVer-Net's name) is panopticapi's ``rq`` (recognition quality); both
+keys are given.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection
 
 import numpy as np
@@ -108,10 +124,10 @@ def scores_from_counts(counts: dict, things: Collection[int]) -> dict:
     out: dict = {}
     for suffix, group in (("", np.ones(len(classes), bool)), ("_things", is_thing), ("_stuff", ~is_thing)):
         used = group & (den > 0)
-        for name, v in (("pq", pq), ("sq", sq), ("rq", rq)):
+        for name, v in (("pq", pq), ("sq", sq), ("rq", rq), ("dq", rq)):
             out[name + suffix] = float(v[used].mean()) if used.any() else (1.0 if group.any() else float("nan"))
     out["per_class"] = {
-        int(c): {"pq": float(pq[i]), "sq": float(sq[i]), "rq": float(rq[i]), "tp": int(tp[i]),
+        int(c): {"pq": float(pq[i]), "sq": float(sq[i]), "rq": float(rq[i]), "dq": float(rq[i]), "tp": int(tp[i]),
                  "fp": int(fp[i]), "fn": int(fn[i]), "iou_sum": float(iou[i])}
         for i, c in enumerate(classes)
     }
@@ -158,3 +174,99 @@ class PanopticMetrics:
     def compute(self) -> dict:
         """Scores from the pooled per-class counts (see :func:`scores_from_counts`)."""
         return scores_from_counts(self.counts, self.things)
+
+
+def _type_codes(inst: np.ndarray, cls: np.ndarray, classes: np.ndarray, width: int) -> np.ndarray:
+    """``1 + rank(class) * width + instance`` for instance pixels of a listed class, else 0."""
+    lut = np.full(int(max(cls.max(initial=0), classes.max(initial=0))) + 1, -1, np.int64)
+    lut[classes] = np.arange(len(classes))
+    r = lut[cls]
+    return np.where((inst > 0) & (r >= 0), 1 + r * width + inst, 0)
+
+
+def nucleus_type_counts(gt_instance: object, gt_class: object, pred_instance: object, pred_class: object,
+                        *, classes: Collection[int]) -> dict:
+    """Per-class TP, FP, FN, IoU sum of one image, each instance matched within its class.
+
+    Every class's instances are those pixels of the instance map whose class map holds that
+    class (CoNIC's ``inst * (class == c)``); a pair matches at IoU > 0.5 (plain IoU).
+
+    Returns:
+        ``{"classes", "tp", "fp", "fn", "iou_sum"}`` (arrays ordered as ``classes``), plus the
+        binary (class-agnostic) counts ``"binary": (tp, fp, fn, iou_sum)``.
+
+    Shape:
+        all four maps ``H x W``.
+    """
+    gi, gc, pi, pc = (as_label_array(m, n) for m, n in zip(
+        (gt_instance, gt_class, pred_instance, pred_class),
+        ("gt_instance", "gt_class", "pred_instance", "pred_class"), strict=True))
+    if len({gi.shape, gc.shape, pi.shape, pc.shape}) != 1:
+        raise ValueError(f"maps differ in shape: {[m.shape for m in (gi, gc, pi, pc)]}")
+    cls = np.array(sorted(set(classes)), np.int64)
+    k = len(cls)
+    width = int(max(gi.max(initial=0), pi.max(initial=0))) + 1
+    out = _match(_type_codes(gi, gc, cls, width), _type_codes(pi, pc, cls, width), width, k)
+    out["classes"] = cls
+    b = _match(gi, pi, int(1 << 62), 1)
+    out["binary"] = (int(b["tp"][0]), int(b["fp"][0]), int(b["fn"][0]), float(b["iou_sum"][0]))
+    return out
+
+
+def _match(g: np.ndarray, p: np.ndarray, width: int, k: int) -> dict:
+    ov = pair_overlaps(g, p)
+    g_cls, p_cls = (ov.gt_ids - 1) // width, (ov.pred_ids - 1) // width
+    match = np.flatnonzero((g_cls[ov.pair_gt] == p_cls[ov.pair_pred]) & (ov.iou > 0.5))
+    tp = np.bincount(g_cls[ov.pair_gt[match]], minlength=k)
+    return {"tp": tp, "fp": np.bincount(p_cls, minlength=k) - tp, "fn": np.bincount(g_cls, minlength=k) - tp,
+            "iou_sum": np.bincount(g_cls[ov.pair_gt[match]], weights=ov.iou[match], minlength=k)}
+
+
+def _pq(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou: np.ndarray) -> np.ndarray:
+    """PQ = SQ x DQ; 0 where there is no TP (as CoNIC and PanNuke compute it)."""
+    den = tp + 0.5 * fp + 0.5 * fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tp > 0, iou / np.maximum(den, 1e-12), 0.0)
+
+
+class NucleusTypeMetrics:
+    """CoNIC's mPQ+ and PanNuke's mPQ and bPQ over images (module docstring).
+
+    Args:
+        classes: the thing (nucleus type) class ids.
+    """
+
+    def __init__(self, *, classes: Collection[int]) -> None:
+        self.classes = np.array(sorted(set(classes)), np.int64)
+        self.per_image: list[np.ndarray] = []  # K x 4 (tp, fp, fn, iou_sum)
+        self.binary: list[tuple] = []
+
+    def update(self, gt_instance: object, gt_class: object, pred_instance: object, pred_class: object) -> None:
+        """Add one image (see :func:`nucleus_type_counts`)."""
+        c = nucleus_type_counts(gt_instance, gt_class, pred_instance, pred_class, classes=self.classes)
+        self.per_image.append(np.stack([c["tp"], c["fp"], c["fn"], c["iou_sum"]], 1).astype(float))
+        self.binary.append(c["binary"])
+
+    def compute(self) -> dict:
+        """``mpq_plus``, ``pq_plus_per_class`` (CoNIC); ``mpq``, ``pq_per_class``, ``bpq`` (PanNuke)."""
+        k = len(self.classes)
+        stats = np.stack(self.per_image) if self.per_image else np.zeros((0, k, 4))
+        pooled = stats.sum(0)
+        pq_plus = _pq(*pooled.T)
+        per_image = _pq(*np.moveaxis(stats, 2, 0))  # images x classes
+        present = stats[..., 0] + stats[..., 2] > 0  # ground truth holds the class
+        per_image = np.where(present, per_image, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows and columns stay NaN
+            image_mpq = np.nanmean(per_image, 1)
+            class_pq = np.nanmean(per_image, 0)
+            mpq = float(np.nanmean(image_mpq)) if np.isfinite(image_mpq).any() else float("nan")
+            b = np.array(self.binary, float).reshape(-1, 4)
+            bpq_img = np.where(b[:, 0] + b[:, 2] > 0, _pq(*b.T), np.nan)
+            bpq = float(np.nanmean(bpq_img)) if np.isfinite(bpq_img).any() else float("nan")
+        return {
+            "mpq_plus": float(pq_plus.mean()) if k else float("nan"),
+            "pq_plus_per_class": {int(c): float(v) for c, v in zip(self.classes, pq_plus, strict=True)},
+            "mpq": mpq, "bpq": bpq,
+            "pq_per_class": {int(c): float(v) for c, v in zip(self.classes, class_pq, strict=True)},
+        }
