@@ -5,8 +5,11 @@
   installed (only the TIFF tiles under the requested rows are decoded), else read whole;
 * PNG / JPEG / BMP (and in-memory arrays): held whole; these formats are small in practice.
 
-Every source answers ``shape`` (``H, W, C``), ``dtype`` and ``read_rows(y0, y1)`` returning an
-``(y1 - y0) x W x C`` numpy array in the stored dtype.
+Every source answers ``shape`` (``H, W, C``), ``dtype``, ``read_rows(y0, y1)`` returning an
+``(y1 - y0) x W x C`` numpy array in the stored dtype, and ``read_region(y0, y1, x0, x1)``
+returning ``(y1 - y0) x (x1 - x0) x C``. Whole slides (OpenSlide formats, pyramids, µm/px) open
+through :mod:`seglab.inference.slide`; :func:`seglab.inference.slide_view.model_view` gives them
+this same interface.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class ArraySource:
     def read_rows(self, y0: int, y1: int) -> np.ndarray:
         return np.asarray(self.array[y0:y1])
 
+    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` as ``(y1 - y0) x (x1 - x0) x C`` (a 2-D block)."""
+        return np.asarray(self.array[y0:y1, x0:x1])
+
     def read_all(self) -> np.ndarray:
         return np.asarray(self.array)
 
@@ -63,12 +70,13 @@ class _ChannelLastView:
     def __init__(self, arr: Any, channel_first: bool) -> None:
         self.arr, self.channel_first = arr, channel_first
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
+    def __getitem__(self, index: slice | tuple[slice, slice]) -> np.ndarray:
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
         if self.arr.ndim == 2:
-            return np.asarray(self.arr[rows])[..., None]
+            return np.asarray(self.arr[rows, cols])[..., None]
         if self.channel_first:
-            return np.moveaxis(np.asarray(self.arr[:, rows]), 0, -1)
-        return np.asarray(self.arr[rows])
+            return np.moveaxis(np.asarray(self.arr[:, rows, cols]), 0, -1)
+        return np.asarray(self.arr[rows, cols])
 
 
 class LazyTiffSource(ArraySource):
@@ -101,6 +109,12 @@ class LazyTiffSource(ArraySource):
             return self.array[y0:y1]
         except Exception as exc:
             raise DataError(self.path, f"unreadable image rows {y0}-{y1} ({type(exc).__name__}: {exc})") from None
+
+    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        try:
+            return self.array[y0:y1, x0:x1]
+        except Exception as exc:
+            raise DataError(self.path, f"unreadable image region [{y0}:{y1}, {x0}:{x1}] ({type(exc).__name__}: {exc})") from None
 
     def read_all(self) -> np.ndarray:
         return self.read_rows(0, self._shape[0])
