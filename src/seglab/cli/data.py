@@ -29,6 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--task", choices=("instance", "semantic", "panoptic"), default="instance",
                        help="how labels are read (panoptic: also classes/ and classes.yaml)")
     check.set_defaults(run=run)
+    conv = sub.add_parser(
+        "convert",
+        help="convert PanNuke, CoNIC/Lizard, COCO panoptic or QuPath GeoJSON into the panoptic folder format",
+        description="Write DIR/images, DIR/labels (instance ids), DIR/classes (class per pixel) and "
+        "DIR/classes.yaml from a published data set or a QuPath export.",
+    )
+    conv.add_argument("--from", dest="fmt", required=True, choices=("pannuke", "conic", "coco-panoptic", "geojson"),
+                      help="source format: pannuke (fold with images.npy, masks.npy), conic (images.npy + "
+                      "labels.npy, or Lizard Images/ + Labels/*.mat), coco-panoptic (the JSON; PNGs beside it), "
+                      "geojson (images/<stem>.* + <stem>.geojson from QuPath)")
+    conv.add_argument("src", type=Path, metavar="SRC", help="source folder (coco-panoptic: the JSON file)")
+    conv.add_argument("--out", type=Path, required=True, help="output folder (panoptic format)")
+    conv.add_argument("--images", type=Path, help="coco-panoptic: image folder (default SRC's folder/images)")
+    conv.add_argument("--stuff", default="", help="geojson: comma-separated class names that are tissue regions (stuff)")
+    conv.set_defaults(run=run)
     fp = sub.add_parser(
         "fingerprint",
         help="image sizes, intensities, object sizes and classes of a data folder (what train plans from)",
@@ -49,6 +64,20 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.out, "--out")
         stems = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, style=args.style)
         print(f"wrote {len(stems)} {args.style} tiles of {args.size} x {args.size} to {args.out} (images/, labels/)")
+        return 0
+    if args.data_command == "convert":
+        from seglab.data.convert import convert
+        from seglab.fileio import check_output_dir
+
+        check_output_dir(args.out, "--out")
+        options: dict = {}
+        if args.fmt == "coco-panoptic" and args.images is not None:
+            options["images"] = args.images
+        if args.fmt == "geojson":
+            options["stuff"] = [n.strip() for n in args.stuff.split(",") if n.strip()]
+        done = convert(args.fmt, args.src, args.out, **options)
+        print(f"wrote {done['images']} images, {done['instances']} instances to {args.out} "
+              f"(classes: {', '.join(done['classes'])})")
         return 0
     if args.data_command == "fingerprint":
         import json
