@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--style", choices=("he", "fluo"), default="he", help="H&E RGB or fluorescence (default he)")
+    synth.add_argument("--panoptic", action="store_true",
+                       help="H&E tissue regions (glass, stroma, epithelium) and typed nuclei (tumour, lymphocyte, "
+                       "stromal, epithelial) in the panoptic folder format (classes/, classes.yaml)")
     synth.set_defaults(run=run)
     check = sub.add_parser(
         "check",
@@ -62,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
         from seglab.fileio import check_output_dir
 
         check_output_dir(args.out, "--out")
+        if args.panoptic:
+            from seglab.data.synthetic_panoptic import CLASSES, write_panoptic_dataset
+
+            stems = write_panoptic_dataset(args.out, n=args.n, size=args.size, seed=args.seed)
+            print(f"wrote {len(stems)} panoptic H&E tiles of {args.size} x {args.size} to {args.out} "
+                  f"(images/, labels/, classes/, classes.yaml: {', '.join(c.name for c in CLASSES)})")
+            return 0
         stems = write_synthetic_dataset(args.out, n=args.n, size=args.size, seed=args.seed, style=args.style)
         print(f"wrote {len(stems)} {args.style} tiles of {args.size} x {args.size} to {args.out} (images/, labels/)")
         return 0
