@@ -10,12 +10,12 @@ Example:
 ``Predictor.from_checkpoint`` loads every checkpoint but a Mask R-CNN one.
 """
 
+from seglab.inference.blocks import BlockGrid, UnionStitcher
 from seglab.inference.load import load_predictor
 from seglab.inference.predictor import Predictor, adapt_channels, outputs_to_probs, resolve_device
 from seglab.inference.runner import Progress, expand_inputs, predict_files
 from seglab.inference.sliding import iter_prob_bands, sliding_window_probs, tile_starts, weight_map
 from seglab.inference.source import ArraySource, open_image
-from seglab.inference.blocks import BlockGrid, UnionStitcher
 from seglab.inference.stitch import decode_blockwise, decode_rows_semantic
 from seglab.inference.tta import dihedral_tta
 from seglab.inference.writers import output_paths, to_coco, to_geojson, write_outputs

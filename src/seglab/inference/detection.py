@@ -81,6 +81,7 @@ def predict_tiled_detections(
     overlap: float = 0.25,
     batch_size: int = 4,
     min_size: int = 0,
+    run_tile: Callable[[int, int, int, int], bool] | None = None,
     **kwargs: Any,
 ) -> np.ndarray:
     """Run a detection model over overlapping tiles of a ``C x H x W`` image, merge to one map.
@@ -96,6 +97,8 @@ def predict_tiled_detections(
         overlap: tile overlap fraction (the overlap in pixels should exceed the largest object).
         batch_size: tiles per forward pass.
         min_size: instances with fewer visible pixels are dropped.
+        run_tile: ``run_tile(top, left, h, w)`` says whether to detect a tile (e.g. only where
+            there is tissue); tiles it refuses add no detections.
         **kwargs: ``score_threshold``, ``mask_threshold``
             (:class:`~seglab.instances.detections.TiledDetectionMerger`).
     """
@@ -103,7 +106,7 @@ def predict_tiled_detections(
     th, tw = min(tile, height), min(tile, width)
     rows, cols = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
     merger = TiledDetectionMerger((height, width), rows, cols, (th, tw), **kwargs)
-    origins = [(r, c) for r in rows for c in cols]
+    origins = [(r, c) for r in rows for c in cols if run_tile is None or run_tile(r, c, th, tw)]
     for i in range(0, len(origins), batch_size):
         batch = origins[i:i + batch_size]
         for det, origin in zip(model([image[:, r:r + th, c:c + tw] for r, c in batch]), batch, strict=True):
@@ -132,3 +135,38 @@ class _BandReader:
             pixels = self.predictor.preprocess(self.source.read_rows(*key), self.source.path, self.value_range)
             self._band = (key, pixels.to(self.predictor.device))
         return self._band[1][:, :, cols]
+
+
+class RegionDetections:
+    """Local labels of regions of a large image with Mask R-CNN, for the block pipeline.
+
+    Each region runs :func:`predict_tiled_detections` over its own tile grid; tiles whose box
+    (in level-0 pixels) has no tissue by ``covers`` are not detected and count as skipped.
+    Calling it returns ``(labels, None)``, or ``(None, None)`` when no tile has tissue.
+    """
+
+    def __init__(self, predictor: DetectionPredictor, source: ArraySource, *, covers: Any = None, scale: float = 1.0) -> None:
+        from seglab.inference.region import TileCounts
+
+        self.predictor, self.source = predictor, source
+        self.tiles = TileCounts(covers, scale)
+        self.value_range = predictor.intensity_range(source)
+
+    @torch.inference_mode()
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray | None, None]:
+        from seglab.inference.region import read_region
+
+        p = self.predictor
+        tile = p.tile or max(y1 - y0, x1 - x0)
+        th, tw = min(tile, y1 - y0), min(tile, x1 - x0)
+        live = [(r, c) for r in tile_starts(y1 - y0, th, p.overlap) for c in tile_starts(x1 - x0, tw, p.overlap)
+                if self.tiles.has_tissue(y0 + r, x0 + c, th, tw)]
+        if not live:
+            return None, None
+        pixels = p.preprocess(read_region(self.source, y0, y1, x0, x1), self.source.path, self.value_range)
+        self.tiles.passes += len(live)
+        labels = predict_tiled_detections(
+            p.model, pixels.to(p.device), tile=tile, overlap=p.overlap, batch_size=p.batch_size,
+            run_tile=lambda r, c, h, w: self.tiles.has_tissue(y0 + r, x0 + c, h, w), **(p.decoder or {}).get("kwargs", {}),
+        )
+        return labels, None

@@ -24,7 +24,10 @@ import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES
 from seglab.errors import DataError, SeglabError
-from seglab.inference.source import check_finite, open_image
+from seglab.inference.slide import SlideSource
+from seglab.inference.slide_run import open_input, predict_slide_file, slide_output_paths
+from seglab.inference.source import check_finite
+from seglab.inference.summary import merge_summary
 from seglab.inference.writers import (
     instance_scores,
     output_paths,
@@ -32,19 +35,20 @@ from seglab.inference.writers import (
     summary_row,
     write_coco_folder,
     write_outputs,
-    write_summary,
 )
+
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide", ".dcm")
 
 
 def expand_inputs(spec: str | Path) -> list[Path]:
-    """The image files named by a file, a folder (its images, sorted) or a glob pattern.
+    """The image and slide files named by a file, a folder (its images and slides, sorted) or a glob pattern.
 
     Raises:
         SeglabError: nothing matches, or two inputs share a stem (their outputs would collide).
     """
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + SLIDE_SUFFIXES)
     elif path.is_file():
         files = [path]
     else:
@@ -77,15 +81,19 @@ class Progress:
     def start(self, index: int, name: str) -> None:
         self.index, self.name, self.tenths = index, name, 0
 
-    def tiles(self, done: int, total: int) -> None:
+    def tiles(self, done: int, total: int, unit: str = "tile") -> None:
         if self.tty:
-            self.stream.write(f"\r[{self.index}/{self.total}] {self.name}: tile {done}/{total}")
+            self.stream.write(f"\r[{self.index}/{self.total}] {self.name}: {unit} {done}/{total}")
             self.stream.flush()
             return
         tenths = done * 10 // max(total, 1)
-        if total >= self.min_tiles and tenths > self.tenths:
+        if (total >= self.min_tiles or unit == "block") and tenths > self.tenths:
             self.tenths = tenths
-            self.line(f"tile {done}/{total} ({done * 100 // total}%)")
+            self.line(f"{unit} {done}/{total} ({done * 100 // total}%)")
+
+    def blocks(self, done: int, total: int) -> None:
+        """Progress over the blocks of a slide (a line per tenth off a TTY)."""
+        self.tiles(done, total, "block")
 
     def line(self, text: str) -> None:
         prefix = "\r\033[K" if self.tty else ""
@@ -96,6 +104,7 @@ class Progress:
 def predict_files(
     predictor: Any, inputs: list[Path], out_dir: str | Path, *, coco: bool = False, skip_existing: bool = False,
     workers: int = 1, progress: Progress | None = None, on_error: Callable[[SeglabError], None] | None = None,
+    tissue: str = "auto", mpp: float | None = None, blocks: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Predict every input and write its outputs and ``out_dir/summary.csv``.
 
@@ -111,6 +120,11 @@ def predict_files(
         progress: progress printer (default: one on stderr).
         on_error: called with a bad image's error, after which the run goes on; when ``None``
             the error is raised.
+        tissue: for slides, ``"auto"`` (detect tissue, skip glass), ``"none"`` or a mask file.
+        mpp: µm per level-0 pixel of every input, overriding what the files say.
+        blocks: ``None`` sends slides (pyramids, or more than 64 MP) through the block pipeline
+            (:mod:`seglab.inference.slide_run`) and other images through the in-memory one;
+            ``True`` / ``False`` forces one for every input.
 
     Returns:
         The summary rows by stem (including rows of earlier runs kept in ``summary.csv``).
@@ -118,7 +132,7 @@ def predict_files(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.csv"
-    rows = read_summary(summary_path)
+    rows: dict[str, dict[str, Any]] = {}
     progress = progress or Progress(len(inputs))
     todo = [p for p in inputs if not (skip_existing and _done(p, out_dir, predictor.task, coco))]
     for p in inputs:
@@ -133,29 +147,35 @@ def predict_files(
             if pool is not None:
                 for ahead in todo[i : i + workers + 1]:
                     if ahead not in futures:
-                        futures[ahead] = pool.submit(open_image, ahead)
+                        futures[ahead] = pool.submit(open_input, ahead, mpp=mpp, blocks=blocks)
             progress.start(inputs.index(path) + 1, path.name)
             try:
-                source = futures.pop(path).result() if pool is not None else open_image(path)
+                source = futures.pop(path).result() if pool is not None else open_input(path, mpp=mpp, blocks=blocks)
                 with source:
-                    rows[path.stem] = _predict_one(predictor, source, path, out_dir, coco, progress)
+                    if isinstance(source, SlideSource):
+                        if coco:
+                            raise DataError(path, "--coco is for images; a slide's objects are in its GeoJSON")
+                        row = predict_slide_file(predictor, source, out_dir, tissue=tissue, progress=progress)
+                    else:
+                        row = _predict_one(predictor, source, path, out_dir, coco, progress)
             except SeglabError as exc:
                 if on_error is None:
                     raise
                 failed.add(path)
                 on_error(exc)
                 continue
-            write_summary(summary_path, rows)
+            rows = merge_summary(summary_path, {path.stem: row})
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if coco and predictor.task == "instance":
         write_coco_folder(out_dir, [output_paths(out_dir, p.stem, coco=True)["coco"] for p in inputs if p not in failed])
-    return rows
+    return rows or read_summary(summary_path)
 
 
 def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
-    return all(p.is_file() for p in output_paths(out_dir, path.stem, task=task, coco=coco).values())
+    return any(all(p.is_file() for p in paths.values()) for paths in (
+        output_paths(out_dir, path.stem, task=task, coco=coco), slide_output_paths(out_dir, path.stem, task=task)))
 
 
 def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:

@@ -31,7 +31,9 @@ With ``--coco``, per folder run (:func:`write_coco_folder`, assembled after the 
   name}]}``, the ids the results use: add ``annotations`` from the ground truth to get a COCO
   ground-truth file to evaluate against.
 
-``summary.csv`` lists per image: stem, instances, mean area, seconds.
+``summary.csv`` lists per image: stem, instances, mean area (px), seconds; slides also fill
+``tissue_mm2``, ``objects_per_mm2``, ``mean_area_um2`` and ``tiles_run`` / ``tiles_skipped``
+(:mod:`seglab.inference.summary`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from scipy import ndimage as ndi
 from seglab.data.io import write_image, write_label
 from seglab.fileio import write_json_atomic, write_text_atomic
 
-SUMMARY_FIELDS = ("stem", "instances", "mean_area", "seconds")
+SUMMARY_FIELDS = ("stem", "instances", "mean_area", "seconds", "tissue_mm2", "objects_per_mm2", "mean_area_um2",
+                  "tiles_run", "tiles_skipped")  # the last five: slides (seglab.inference.summary)
 NUCLEUS_COLOR = [255, 200, 0]
 COCO_RESULTS, COCO_IMAGES, COCO_CATEGORY = "coco_results.json", "coco_images.json", "nucleus"
 CLASS_PALETTE = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40),
@@ -94,7 +97,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] =
     return out
 
 
-def _polygons(mask: np.ndarray, r0: int, c0: int) -> list[list[list[list[float]]]]:
+def mask_polygons(mask: np.ndarray, r0: int, c0: int) -> list[list[list[list[float]]]]:
     """GeoJSON polygons of a binary crop: one per 4-connected piece, largest first, each its
     exterior ring (counter-clockwise) then its holes (clockwise), closed ``[x, y]`` points.
 
@@ -169,7 +172,7 @@ def instance_features(
     features = []
     for i, lab in enumerate(ids.tolist()):
         sl = slices[lab - 1]
-        polygons = _polygons(labels[sl] == lab, sl[0].start, sl[1].start)
+        polygons = mask_polygons(labels[sl] == lab, sl[0].start, sl[1].start)
         geometry = (
             {"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
             else {"type": "MultiPolygon", "coordinates": polygons}

@@ -1,0 +1,63 @@
+"""The overlay of a slide as a downsampled preview (``<stem>_overlay.png``, longest side <= 4096 px).
+
+A preview pixel covers ``factor x factor`` level-0 pixels, ``factor = ceil(longest side / 4096)``.
+The image comes from the slide's pyramid (a low-resolution level, averaged down) or, for an image
+without one, from strips of its rows; object contours (the inner boundary of each object in its
+block's decoding) are painted in as each block completes: a preview pixel is coloured when any
+contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from seglab.inference.writers import display_rgb
+
+MAX_SIDE = 4096
+
+
+class Preview:
+    """A ``<= max_side`` RGB preview of a level-0 ``shape``, with contours painted in."""
+
+    def __init__(self, shape: tuple[int, int], *, max_side: int = MAX_SIDE, color: tuple[int, int, int] = (255, 255, 0)) -> None:
+        self.factor = max(1, math.ceil(max(shape) / max_side))
+        self.shape = (-(-shape[0] // self.factor), -(-shape[1] // self.factor))
+        self.image = np.zeros((*self.shape, 3), np.uint8)
+        self.color = np.array(color, np.uint8)
+
+    def paint_slide(self, slide: Any) -> None:
+        """The image from a slide's pyramid (``read_thumbnail`` of :mod:`seglab.inference.slide`)."""
+        from seglab.inference.slide import read_thumbnail
+
+        thumb = read_thumbnail(slide, max(self.shape))[0]
+        self._fit(display_rgb(thumb.astype(slide.dtype) if np.dtype(slide.dtype) == np.uint8 else thumb))
+
+    def paint_source(self, source: Any, scale: float = 1.0, rows: int = 512) -> None:
+        """The image from a source read in strips of rows (every ``factor / scale``-th pixel)."""
+        height, width = source.shape[:2]
+        step = self.factor / scale
+        ys = np.minimum((np.arange(self.shape[0]) * step).astype(np.int64), height - 1)
+        xs = np.minimum((np.arange(self.shape[1]) * step).astype(np.int64), width - 1)
+        for i in range(0, len(ys), max(1, int(rows // max(step, 1)))):
+            pick = ys[i : i + max(1, int(rows // max(step, 1)))]
+            strip = source.read_rows(int(pick[0]), int(pick[-1]) + 1)
+            self.image[i : i + len(pick)] = display_rgb(strip[pick - pick[0]][:, xs])
+
+    def _fit(self, rgb: np.ndarray) -> None:
+        """Nearest-neighbour resize of ``rgb`` onto the preview grid."""
+        ys = np.minimum((np.arange(self.shape[0]) * rgb.shape[0] / self.shape[0]).astype(np.int64), rgb.shape[0] - 1)
+        xs = np.minimum((np.arange(self.shape[1]) * rgb.shape[1] / self.shape[1]).astype(np.int64), rgb.shape[1] - 1)
+        self.image[:] = rgb[ys][:, xs]
+
+    def add_contours(self, labels: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> None:
+        """Paint the inner contours of a label crop whose top-left source pixel is ``(y0, x0)``."""
+        from skimage.segmentation import find_boundaries
+
+        rr, cc = np.nonzero(find_boundaries(labels, mode="inner") & (labels > 0))
+        if rr.size:
+            py = np.minimum(((rr + y0 + 0.5) * scale / self.factor).astype(np.int64), self.shape[0] - 1)
+            px = np.minimum(((cc + x0 + 0.5) * scale / self.factor).astype(np.int64), self.shape[1] - 1)
+            self.image[py, px] = self.color

@@ -1,0 +1,169 @@
+"""Label maps of any region of a large image, for the block pipeline (:mod:`seglab.inference.slide_run`).
+
+:class:`RegionProbs` gives the sliding-window probabilities of a region exactly as a pass over
+the whole image gives them: the tiles lie on the image's global grid
+(:func:`~seglab.inference.sliding.tile_starts`) and every tile that overlaps the region is
+blended in, so a block and its margin see the same probabilities as the one-pass predictor
+(to float rounding). Tiles shared with the next block to the right are kept (a column of tiles);
+those shared with the block row below are run again (keeping them would hold a row of tiles
+as wide as the slide).
+
+Background skipping: a tile whose box (in level-0 pixels: the region's pixels times ``scale``)
+holds no tissue by ``covers(y0, y1, x0, x1)`` is not run; its probabilities are the background
+(``[1, 0, ...]`` for soft-max stacks, zeros for a foreground-first stack), and it is counted as
+skipped. A region with no tissue under any of its tiles decodes to nothing.
+
+:class:`RegionLabels` turns those probabilities into the region's local labels (the checkpoint's
+decoder, or the arg-max class for the semantic task); :class:`RegionDetections` runs Mask R-CNN
+over tiles of the region (its own tile grid: detections are merged by box centre, not blended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from seglab.inference.sliding import tile_starts, weight_map
+
+Covers = Callable[[int, int, int, int], bool]  # (y0, y1, x0, x1) in level-0 px -> any tissue there
+
+
+def read_region(source: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """``(y1 - y0) x (x1 - x0) x C`` pixels of a source (by region where it reads regions)."""
+    if hasattr(source, "read_region"):
+        return source.read_region(y0, y1, x0, x1)
+    return source.read_rows(y0, y1)[:, x0:x1]
+
+
+class TileCounts:
+    """Tile bookkeeping shared by the engines: tissue test per tile and run/skipped counts."""
+
+    def __init__(self, covers: Covers | None, scale: float) -> None:
+        self.covers, self.scale = covers, scale
+        self.seen: dict[tuple[int, int], bool] = {}  # tile origin -> has tissue
+        self.passes = 0
+
+    def has_tissue(self, y: int, x: int, h: int, w: int) -> bool:
+        key = (y, x)
+        if key not in self.seen:
+            s = self.scale
+            self.seen[key] = self.covers is None or bool(self.covers(int(y * s), int(np.ceil((y + h) * s)),
+                                                                    int(x * s), int(np.ceil((x + w) * s))))
+        return self.seen[key]
+
+    @property
+    def run(self) -> int:
+        return sum(self.seen.values())
+
+    @property
+    def skipped(self) -> int:
+        return len(self.seen) - self.run
+
+
+class RegionProbs(TileCounts):
+    """Sliding-window probabilities of regions of a source, on the whole image's tile grid.
+
+    Args:
+        predictor: a :class:`~seglab.inference.predictor.Predictor` (its tile, overlap, blend,
+            batch size, preprocessing and model call).
+        source: the image at the model's resolution (``shape``, ``read_region`` or ``read_rows``).
+        covers: tissue test in level-0 pixels, or ``None`` (run every tile).
+        scale: level-0 pixels per source pixel.
+        value_range: the whole image's intensity range (:meth:`Predictor.intensity_range`).
+    """
+
+    def __init__(self, predictor: Any, source: Any, *, covers: Covers | None = None, scale: float = 1.0,
+                 value_range: Any = None) -> None:
+        super().__init__(covers, scale)
+        height, width = source.shape[:2]
+        self.tile = tile = int(predictor.tile)
+        if min(height, width) < tile:
+            raise ValueError(f"region prediction needs an image of at least one tile ({tile} px), got {height}x{width}")
+        self.predictor, self.source, self.value_range = predictor, source, value_range
+        self.ys, self.xs = tile_starts(height, tile, predictor.overlap), tile_starts(width, tile, predictor.overlap)
+        self.weights = weight_map(tile, tile, predictor.blend).numpy()
+        self.fn = predictor._predict_fn()
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
+        self.background: np.ndarray | None = None
+
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """``K x h x w`` float32 probabilities of ``[y0, y1) x [x0, x1)``, or ``None`` without tissue."""
+        t = self.tile
+        origins = [(ty, tx) for ty in self.ys if ty < y1 and ty + t > y0 for tx in self.xs if tx < x1 and tx + t > x0]
+        live = [o for o in origins if self.has_tissue(*o, t, t)]
+        if not live:
+            self.cache.clear()
+            return None
+        todo = [o for o in live if o not in self.cache]
+        if todo:
+            self._run(todo)
+        acc: np.ndarray | None = None
+        norm = np.zeros((y1 - y0, x1 - x0), np.float32)
+        for ty, tx in origins:
+            a, b, c, d = max(ty, y0), min(ty + t, y1), max(tx, x0), min(tx + t, x1)
+            probs = self.cache.get((ty, tx))
+            part = self.background[:, None, None] if probs is None else probs[:, a - ty : b - ty, c - tx : d - tx]
+            if acc is None:
+                acc = np.zeros((len(self.background), y1 - y0, x1 - x0), np.float32)
+            w = self.weights[a - ty : b - ty, c - tx : d - tx]
+            acc[:, a - y0 : b - y0, c - x0 : d - x0] += w * part
+            norm[a - y0 : b - y0, c - x0 : d - x0] += w
+        used = set(origins)
+        self.cache = {o: p for o, p in self.cache.items() if o in used and o[1] + t > x1}  # the next block's
+        return acc / norm
+
+    def _run(self, origins: list[tuple[int, int]]) -> None:
+        t, p = self.tile, self.predictor
+        r0, r1 = min(o[0] for o in origins), max(o[0] for o in origins) + t
+        c0, c1 = min(o[1] for o in origins), max(o[1] for o in origins) + t
+        pixels = p.preprocess(read_region(self.source, r0, r1, c0, c1), self.source.path, self.value_range)
+        with torch.inference_mode():
+            for i in range(0, len(origins), p.batch_size):
+                batch = origins[i : i + p.batch_size]
+                x = torch.stack([pixels[:, y - r0 : y - r0 + t, c - c0 : c - c0 + t] for y, c in batch])
+                out = self.fn(x.to(p.device)).float().cpu().numpy()
+                self.passes += len(batch)
+                for o, probs in zip(batch, out, strict=True):
+                    self.cache[o] = probs
+        if self.background is None:
+            self.background = background_probs(p, out.shape[1])
+
+
+def background_probs(predictor: Any, channels: int) -> np.ndarray:
+    """The decoder input of a pure background pixel: ``[1, 0, ...]`` for a soft-max stack
+    (semantic task, ``three_class``, plain binary), zeros for a foreground-first stack."""
+    vec = np.zeros(channels, np.float32)
+    if predictor.task == "semantic" or predictor.method in (None, "three_class"):
+        vec[0] = 1.0
+    return vec
+
+
+class RegionLabels:
+    """Local labels of regions: :class:`RegionProbs` then the checkpoint's decoder (instance task)
+    or the arg-max class (semantic task).
+
+    Calling it with a region returns ``(labels, foreground)``: the ``h x w`` local map and the
+    foreground probability (the COCO/GeoJSON score; ``None`` for the semantic task), or
+    ``(None, None)`` where no tile has tissue.
+    """
+
+    def __init__(self, predictor: Any, source: Any, **kwargs: Any) -> None:
+        self.predictor = predictor
+        self.probs = RegionProbs(predictor, source, **kwargs)
+
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        probs = self.probs(y0, y1, x0, x1)
+        if probs is None:
+            return None, None
+        p = self.predictor
+        if p.task == "semantic":
+            return probs.argmax(0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16), None
+        foreground = 1 - probs[0] if p.method in (None, "three_class") else probs[0]
+        return p.decode_probs(probs), foreground
+
+    @property
+    def tiles(self) -> TileCounts:
+        return self.probs
