@@ -77,11 +77,16 @@ def island_mask(islands: Islands, shape0: tuple[int, int], downsample: float) ->
     return _inside(islands, (np.arange(h) + 0.5) * downsample, (np.arange(w) + 0.5) * downsample)
 
 
+def _hash(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
+    """A pseudo-random uint64 in [0, 2**32) for each pair ``(a[i], b[j])`` of non-negative integers."""
+    h = (a[:, None] * np.uint64(73856093)) ^ (b[None, :] * np.uint64(19349663)) ^ np.uint64(seed * 83492791 + 1)
+    return (h * np.uint64(2654435761)) % np.uint64(1 << 32)
+
+
 def _nuclei(y: np.ndarray, x: np.ndarray, spacing: float, radius: float, seed: int) -> np.ndarray:
     """Disks of ``radius`` on a lattice of ``spacing``, jittered by a hash of the lattice cell."""
     cy, cx = (y // spacing).astype(np.uint64), (x // spacing).astype(np.uint64)
-    h = (cy[:, None] * np.uint64(73856093)) ^ (cx[None, :] * np.uint64(19349663)) ^ np.uint64(seed * 83492791 + 1)
-    h = (h * np.uint64(2654435761)) % np.uint64(1 << 32)
+    h = _hash(cy, cx, seed)
     reach = spacing / 2 - radius
     jy = ((h % np.uint64(1000)).astype(np.float64) / 999 - 0.5) * 2 * reach
     jx = (((h // np.uint64(1000)) % np.uint64(1000)).astype(np.float64) / 999 - 0.5) * 2 * reach
@@ -91,14 +96,15 @@ def _nuclei(y: np.ndarray, x: np.ndarray, spacing: float, radius: float, seed: i
 
 
 def render(islands: Islands, y: np.ndarray, x: np.ndarray, *, mpp: float = 0.25, seed: int = 0) -> np.ndarray:
-    """The slide's RGB uint8 at level-0 points ``y`` (rows) x ``x`` (columns)."""
+    """The slide's RGB uint8 at level-0 points ``y`` (rows) x ``x`` (columns); each pixel depends
+    on its own coordinates only (the noise too), so any region renders as the tiles written."""
     tissue = _inside(islands, y, x)
     out = np.broadcast_to(GLASS.astype(np.int16), (*tissue.shape, 3)).copy()
     if tissue.any():
         nuclei = _nuclei(y, x, spacing=12.0 / mpp, radius=3.5 / mpp, seed=seed) & tissue
         out[tissue] = STROMA
         out[nuclei] = NUCLEUS
-    noise = np.random.default_rng([seed, int(y[0]), int(x[0])]).integers(-3, 4, out.shape[:2], dtype=np.int16)
+    noise = (_hash(y.astype(np.uint64), x.astype(np.uint64), seed) % np.uint64(7)).astype(np.int16) - 3
     return np.clip(out + noise[..., None], 0, 255).astype(np.uint8)
 
 
@@ -138,7 +144,7 @@ def write_synthetic_slide(path: str | os.PathLike[str], height: int, width: int,
                            mpp=mpp, seed=seed)
             tif.write(thumb, photometric="rgb", description="Aperio Image Library v12.0.0\r\nthumbnail", metadata=None)
             for i in range(1, levels):
-                tif.write(tiles(i), shape=(*shapes[i], 3), subfiletype=1, metadata=None,
+                tif.write(tiles(i), shape=(*shapes[i], 3), subfiletype=0, metadata=None,  # as Aperio writes them
                           description=f"Aperio Image Library v12.0.0\r\n{width}x{height} -> {shapes[i][1]}x{shapes[i][0]}",
                           **opts)
         else:

@@ -175,7 +175,7 @@ def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Sli
     return SlideSource(PillowReader(target), path, mpp)
 
 
-def read_thumbnail(slide: SlideSource, max_side: int = THUMBNAIL_SIDE, *, chunk: int = 2048) -> tuple[np.ndarray, float]:
+def read_thumbnail(slide: SlideSource, max_side: int = THUMBNAIL_SIDE, *, chunk: int = 1024) -> tuple[np.ndarray, float]:
     """A low-resolution image of the whole slide, its longest side at most ``max_side``.
 
     Reads the coarsest level still at least ``max_side`` long (or level 0), block-averaged by an
@@ -196,7 +196,7 @@ def read_thumbnail(slide: SlideSource, max_side: int = THUMBNAIL_SIDE, *, chunk:
     for y0 in range(0, height, step):
         for x0 in range(0, width, step):
             h, w = min(step, height - y0), min(step, width - x0)
-            block = slide.read_region(level, y0, x0, h, w).astype(np.float32)
+            block = slide.read_region(level, y0, x0, h, w)
             out[y0 // k:(y0 + h + k - 1) // k, x0 // k:(x0 + w + k - 1) // k] = _block_mean(block, k)
     return out, slide.downsamples[level] * k
 
@@ -206,7 +206,8 @@ def _block_mean(block: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return block
     h, w, c = block.shape
-    sums = np.add.reduceat(np.add.reduceat(block, np.arange(0, h, k), axis=0), np.arange(0, w, k), axis=1)
+    rows = np.add.reduceat(block, np.arange(0, h, k), axis=0, dtype=np.float32)
+    sums = np.add.reduceat(rows, np.arange(0, w, k), axis=1)
     rows = np.diff(np.append(np.arange(0, h, k), h))
     cols = np.diff(np.append(np.arange(0, w, k), w))
     return sums / (rows[:, None, None] * cols[None, :, None])

@@ -124,12 +124,14 @@ class TiffReader:
 
     def _layout(self, axes: str, shapes: list[tuple[int, ...]]) -> None:
         """Where Y, X and the channels sit; refuse stacks (Z, T, several samples)."""
-        extra = [a for a, n in zip(axes, shapes[0], strict=True) if a not in "YXSC" and n > 1]
-        colour = [a for a in axes if a in "SC"]
-        if extra or len(colour) > 1 and all(shapes[0][axes.index(a)] > 1 for a in colour):
+        size = dict(zip(axes, shapes[0], strict=True))
+        several = [a for a in axes if a not in "YX" and size[a] > 1]
+        # one axis beside Y and X holds the channels: samples, OME's C, or (as read_image takes
+        # a C x H x W TIFF) an unnamed one of at most 4; anything more is a stack, not an image
+        if len(several) > 1 or several and several[0] not in "SC" and size[several[0]] > 4:
             raise DataError(self.path, f"a 2-D image with channels expected, the TIFF holds axes {axes!r} of shape {shapes[0]}")
         self.axes = axes
-        self.channel_axis = next((a for a in colour if shapes[0][axes.index(a)] > 1), None)
+        self.channel_axis = several[0] if several else None
         self.levels = [(int(s[axes.index("Y")]), int(s[axes.index("X")])) for s in shapes]
         for i in range(1, len(self.levels)):
             if self.levels[i][0] > self.levels[i - 1][0] or self.levels[i][1] > self.levels[i - 1][1]:
