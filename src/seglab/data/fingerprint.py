@@ -10,7 +10,9 @@ data set once and keeps what the automatic recipe (:mod:`seglab.engine.autoconfi
 - whether objects are brighter than the background (fluorescence) or darker (brightfield);
 - objects: count per image, equivalent diameter ``sqrt(4 area / pi)`` (median, 5th and 95th
   percentile, in px and in µm when the resolution is known), the share touching another object;
-- class frequencies (semantic task) and the largest class index.
+- class frequencies (semantic task) and the largest class index;
+- µm/px: the median over the images whose metadata states it (:mod:`seglab.data.resolution`:
+  TIFF resolution tags, OME, Aperio, PNG/JPEG density), how many state it and how far they differ.
 
 The same pass checks what would otherwise fail mid-training: label/image size, channel count,
 negative or non-integer labels. Every problem is a :class:`~seglab.errors.DataError` naming the
@@ -33,7 +35,7 @@ import numpy as np
 
 from seglab.errors import DataError
 
-FINGERPRINT_VERSION = 3
+FINGERPRINT_VERSION = 4
 PERCENTILES = (0.5, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.5)
 CLIP = (0.5, 99.5)  # percentiles the proposed normalisation clips to
 PIXELS_PER_IMAGE = 65536  # intensity sample per image (bounds memory on large images)
@@ -67,7 +69,14 @@ class Fingerprint:
     foreground_share: float  # share of labelled (non-background, non-ignore) pixels
     class_pixels: dict[str, int] = field(default_factory=dict)  # class index -> pixels (semantic)
     max_class: int = 0  # largest class index other than 255 (semantic)
-    mpp: float | None = None  # µm per pixel when known
+    mpp: float | None = None  # µm per pixel: median over the images stating it, None when none does
+    mpp_images: int = 0  # images whose metadata states their µm/px
+    mpp_spread: float = 1.0  # largest / smallest stated µm/px (1.0: they agree)
+
+    @property
+    def mpp_disagree(self) -> bool:
+        """The images state resolutions more than 10 % apart."""
+        return self.mpp_spread > 1.1
 
     @property
     def median_size(self) -> tuple[int, int]:
@@ -93,9 +102,14 @@ class Fingerprint:
                 False: "objects darker than background (brightfield-like)", None: "no objects"}[self.objects_brighter]
         d = self.diameters
         um = f" ({d['median'] * self.mpp:.1f} µm)" if self.mpp else ""
+        if self.mpp is None:
+            res = "µm/px unknown (no image states it)"
+        else:
+            res = f"{self.mpp:.4g} µm/px (median of the {self.mpp_images} of {self.n_images} images stating it"
+            res += f"; they differ up to {self.mpp_spread:.2f}x)" if self.mpp_disagree else ")"
         lines = [
             f"images: {self.n_images}, {self.channels} channel(s), {self.dtype}, "
-            f"H {min(hs)}-{max(hs)} x W {min(ws)}-{max(ws)} px",
+            f"H {min(hs)}-{max(hs)} x W {min(ws)}-{max(ws)} px, {res}",
             f"intensity: {ch}; per-image ranges differ up to {spread}; {look}",
             f"objects: {int(np.median(self.objects_per_image)) if self.objects_per_image else 0} per image "
             f"(median), {sum(self.objects_per_image)} in all; diameter median {d['median']:.1f} px{um}, "
@@ -203,6 +217,7 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
             different channel counts, or an instance/semantic label that is not a valid map.
     """
     from seglab.data.dataset import read_sample
+    from seglab.data.resolution import image_mpp
 
     if not samples:
         raise DataError("<data>", "no labelled images")
@@ -233,6 +248,7 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
         brighter = bool(np.mean(np.sum(np.array(acc.fg_means) - np.array(acc.bg_means), axis=1)) > 0)
     n_objects = int(areas.size)
     classes = {str(c): int(n) for c, n in enumerate(acc.class_pixels) if n} if task == "semantic" else {}
+    mpps = [m for m in (image_mpp(s.image) for s in samples) if m is not None]
     max_class = max((int(c) for c in classes if int(c) != 255), default=0)
     return Fingerprint(
         task=task,
@@ -259,6 +275,9 @@ def compute_fingerprint(samples: Sequence[Any], *, task: str = "instance", seed:
         foreground_share=acc.fg_pixels / max(1, acc.all_pixels),
         class_pixels=classes,
         max_class=max_class,
+        mpp=float(np.median(mpps)) if mpps else None,
+        mpp_images=len(mpps),
+        mpp_spread=max(mpps) / min(mpps) if mpps else 1.0,
     )
 
 

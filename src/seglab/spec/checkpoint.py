@@ -20,6 +20,8 @@ that seglab reads:
           "decoder": {"name": "three_class_watershed", "kwargs": {...}},   # None for semantic
           "classes": ["background", "interior", "boundary"],
           "patch_size": 256,
+          "mpp": 0.25,        # µm per pixel of the training images; None (or absent: older
+                              # checkpoints) when unknown
         }
 
 Preprocessing is: :func:`seglab.data.io.image_to_tensor` (scale to [0, 1] by dtype), then
@@ -57,6 +59,7 @@ def make_meta(
     method: str | None = None,
     classes: list[str] | None = None,
     patch_size: int | None = None,
+    mpp: float | None = None,
 ) -> dict[str, Any]:
     """Assemble the ``seglab`` metadata block of a checkpoint (``model_kwargs`` as the model was built)."""
     from seglab.models.pretrained import offline_kwargs
@@ -74,6 +77,7 @@ def make_meta(
         "decoder": None if decoder is None else dict(decoder),
         "classes": list(classes or []),
         "patch_size": patch_size,
+        "mpp": None if mpp is None else float(mpp),
     }
 
 
@@ -108,7 +112,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise DataError(path, f"seglab metadata lacks {', '.join(missing)}")
     _upgrade_decoder(ckpt["seglab"])
+    ckpt["seglab"]["mpp"] = _checked_mpp(ckpt["seglab"].get("mpp"), path)
     return ckpt
+
+
+def _checked_mpp(mpp: Any, path: Path) -> float | None:
+    """The recorded µm/px (``None`` for checkpoints from before it was recorded)."""
+    if mpp is None:
+        return None
+    if isinstance(mpp, bool) or not isinstance(mpp, int | float) or not (0 < mpp < float("inf")):
+        raise DataError(path, f"seglab metadata: mpp must be a positive number of µm per pixel or null, got {mpp!r}")
+    return float(mpp)
 
 
 def _upgrade_decoder(meta: dict[str, Any]) -> None:
