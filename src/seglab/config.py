@@ -45,6 +45,7 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_classes": _at_least(2),
     "minutes": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
     "epochs": ((lambda v: v > 0), "must be positive"),
+    "mpp": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0 (µm per pixel), or null: from the images"),
     "max_steps": ((lambda v: v > 0), "must be positive"),
     "lr": ((lambda v: math.isfinite(v) and v > 0), "must be a finite number > 0"),
     "weight_decay": ((lambda v: math.isfinite(v) and v >= 0), "must be a finite number >= 0"),
@@ -85,6 +86,9 @@ class TrainConfig(BaseModel):
     max_steps: int | None = None  # number of optimiser steps
     batch_size: int = 8
     patch: int = 256  # training patch size (images smaller than this are padded)
+    # µm per pixel of the training images, recorded in the checkpoint so that prediction reads a
+    # slide at this resolution; None: the median the images' metadata states (unknown if none does)
+    mpp: float | None = None
     patches_per_image: int = 4  # random patches drawn per image and epoch
     # share of training patches centred on a foreground pixel (semantic: of a class drawn uniformly
     # among the image's foreground classes, so rare classes weigh as much as common ones), the rest

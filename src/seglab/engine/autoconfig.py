@@ -223,6 +223,11 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
     look = {True: "objects brighter than the background", False: "objects darker than the background",
             None: "no objects to compare"}[fp.objects_brighter]
     choose("modality", modality, look)
+    if fp.mpp is not None:
+        choose("mpp", fp.mpp, f"µm per pixel: the median of the {fp.mpp_images} of {fp.n_images} images whose metadata states it")
+        if fp.mpp_disagree and "mpp" not in pinned:
+            plan.warnings.append(f"the training images state resolutions up to {fp.mpp_spread:.2f}x apart; the median "
+                                 f"{fp.mpp:.4g} µm/px is recorded (set mpp to choose)")
     if config.normalize == "auto":
         look_like = config.modality if "modality" in pinned else modality
         values["normalize"] = "image" if look_like == "fluorescence" else "dataset"

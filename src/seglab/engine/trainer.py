@@ -224,6 +224,7 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
         decoder=decoder,
         classes=list(recipe.class_names),
         patch_size=config.patch,
+        mpp=config.mpp if config.mpp is not None else fp.mpp,
     )
     optim = {"lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule, "warmup": config.warmup,
              "encoder_lr_scale": config.encoder_lr_scale}
