@@ -22,6 +22,8 @@ COMMANDS = {
     "predict": "seglab.cli.predict",
     "evaluate": "seglab.cli.evaluate",
     "demo": "seglab.cli.demo",
+    "export": "seglab.cli.export",
+    "serve": "seglab.cli.serve",
 }
 
 

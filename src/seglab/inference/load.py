@@ -21,11 +21,11 @@ def load_predictor(path: str | os.PathLike[str], *, task: str | None = None, **k
     Args:
         path: the ``.ckpt`` file.
         task: when given, refuse a checkpoint of another task.
-        **kwargs: predictor options (device, tta, tile, ...).
+        **kwargs: predictor options (device, tta, tile, backend, model_file, ...).
 
     Raises:
         DataError: as :func:`seglab.inference.predictor.load_model`.
     """
     model, meta = load_model(path, task=task)
     cls = DetectionPredictor if is_detection_checkpoint(meta) else Predictor
-    return cls(model, meta, **kwargs)
+    return cls(model, meta, checkpoint=path, **kwargs)

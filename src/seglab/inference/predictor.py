@@ -34,7 +34,7 @@ from seglab.instances import DECODERS, decode
 from seglab.spec.checkpoint import build_model, load_checkpoint
 from seglab.spec.recipes import Recipe, decoder_input, make_recipe
 
-TASKS = ("instance", "semantic")
+TASKS = ("instance", "semantic", "panoptic")  # panoptic: seglab.inference.panoptic_writers
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -120,7 +120,7 @@ def load_model(
     if detection is not None and is_detection_checkpoint(meta) != detection:
         kind = "not a Mask R-CNN checkpoint; DetectionPredictor" if detection else "a Mask R-CNN checkpoint; Predictor"
         raise DataError(path, f"{kind} cannot predict it (seglab.inference.load_predictor picks the predictor for any checkpoint)")
-    if meta["task"] == "instance" and not is_detection_checkpoint(meta) and (meta["decoder"] or {}).get("name") not in DECODERS:
+    if meta["task"] in ("instance", "panoptic") and not is_detection_checkpoint(meta) and (meta["decoder"] or {}).get("name") not in DECODERS:
         raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
     try:
         model = build_model(ckpt, path)
@@ -149,6 +149,11 @@ class Predictor:
         decode_workers: processes decoding blocks while the model runs (images of more than one
             block only; 0 decodes in the calling thread). The watershed holds the GIL, so a
             thread would not overlap with the model; a process does.
+        backend: ``"torch"`` | ``"onnxruntime"`` | ``"torchscript"``: what runs the tiles
+            (:mod:`seglab.inference.backends`); tiling, TTA and decoding are the same for all.
+        model_file: the exported file for an exported backend (default: exported on first use
+            into a cache beside ``checkpoint``).
+        checkpoint: the checkpoint file the model came from (the export cache's place).
     """
 
     detection: ClassVar[bool] = False  # True for the predictor of Mask R-CNN (detection) checkpoints
@@ -156,7 +161,8 @@ class Predictor:
     def __init__(
         self, model: torch.nn.Module, meta: dict[str, Any], *, device: str = "cpu", tta: bool = False,
         tile: int | None = None, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
-        block: int = 1024, margin: int = 64, decode_workers: int = 0,
+        block: int = 1024, margin: int = 64, decode_workers: int = 0, backend: str = "torch",
+        model_file: str | os.PathLike[str] | None = None, checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         if blend not in BLENDS:
             raise unknown_choice("blend mode", blend, BLENDS)
@@ -167,6 +173,12 @@ class Predictor:
             )
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        if backend != "torch" and self.device.type != "cpu":
+            raise SeglabError(f"--backend {backend} runs on the CPU; use --device cpu or --backend torch")
+        from seglab.inference.backends import load_backend
+
+        self.backend = backend
+        self.run_model = load_backend(backend, self.model, meta, model_file=model_file, checkpoint=checkpoint)
         self.meta = meta
         self.task, self.method = meta["task"], meta.get("method")
         pre = meta["preprocessing"]
@@ -196,7 +208,7 @@ class Predictor:
                 (detection or not) than this class predicts.
         """
         model, meta = load_model(path, task=task, detection=cls.detection)
-        return cls(model, meta, **kwargs)
+        return cls(model, meta, checkpoint=path, **kwargs)
 
     # -- preprocessing ------------------------------------------------------------------------
     def preprocess(self, rows: np.ndarray, path: str | os.PathLike[str] = "<array>",
@@ -222,7 +234,7 @@ class Predictor:
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with amp:
-                out = self.model(x.to(self.device).contiguous(memory_format=torch.channels_last))
+                out = self.run_model(x.to(self.device).contiguous(memory_format=torch.channels_last))
             return outputs_to_probs(out, self.method, self.task)
 
         roles = tta_channels(self.method, self.decoder)  # offsets turn with the image, free embeddings do not
@@ -256,6 +268,8 @@ class Predictor:
     # -- labels -------------------------------------------------------------------------------
     def decode_probs(self, probs: np.ndarray) -> np.ndarray:
         """Decode a ``K x h x w`` crop with the checkpoint's decoder (instance task)."""
+        if self.task == "panoptic":  # the instance channels; the class channels are fused after
+            probs = probs[:3]
         return decode(self.decoder["name"], probs, **self.decoder.get("kwargs", {}))
 
     def predict_source(
