@@ -57,7 +57,7 @@ def slide_summary_row(stem: str, objects: Any, seconds: float, *, mpp: float | N
     row: dict[str, Any] = {"stem": stem, "seconds": f"{seconds:.3f}", "tiles_run": tiles_run, "tiles_skipped": tiles_skipped,
                            "instances": "", "mean_area": "", "tissue_mm2": "", "objects_per_mm2": "", "mean_area_um2": ""}
     if tissue_mm2 is not None:
-        row["tissue_mm2"] = f"{tissue_mm2:.4f}"
+        row["tissue_mm2"] = f"{tissue_mm2:.6g}"
     if objects is None:
         return row
     n = objects.count
