@@ -101,11 +101,6 @@ class SlideSource:
             raise DataError(self.path, f"unreadable region {h} x {w} at ({y0}, {x0}) of level {level} "
                                        f"(damaged or truncated slide? {why})") from None
 
-    def level_for_downsample(self, downsample: float) -> int:
-        """The coarsest level whose downsample is at most ``downsample`` (1 % slack)."""
-        fitting = [i for i, d in enumerate(self.downsamples) if d <= downsample * 1.01]
-        return max(fitting, key=lambda i: self.downsamples[i]) if fitting else 0
-
     def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:

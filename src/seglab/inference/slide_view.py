@@ -16,7 +16,6 @@ and a region reads only the level pixels under it plus the filter's reach.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -153,8 +152,3 @@ def model_view(slide: SlideSource, model_mpp: float | None, *, tolerance: float 
     view = SlideView(slide, level, factor)
     return view, view.scale, message
 
-
-def view_to_level0(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
-    """A view box ``(y0, y1, x0, x1)`` as the level-0 box that covers it."""
-    y0, y1, x0, x1 = box
-    return math.floor(y0 * scale), math.ceil(y1 * scale), math.floor(x0 * scale), math.ceil(x1 * scale)
