@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from seglab.errors import ConfigError, DataError
 
-Task = Literal["instance", "semantic"]
+Task = Literal["instance", "semantic", "panoptic"]
 Method = Literal["three_class", "distance", "embedding", "seeds", "recurrent"]
 BUDGETS = ("minutes", "epochs", "max_steps")  # a run has at most one
 
@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     out: str  # run folder: checkpoints, config.yaml, metrics.csv, curves.png, overlays
     val: str | None = None  # validation folder; None = hold out val_fraction of `data`
     val_fraction: float = 0.2  # share of images held out when `val` is None (at least one)
-    task: Task = "instance"  # instance (semantic-to-instance) or semantic
+    task: Task = "instance"  # instance (semantic-to-instance), semantic, or panoptic (instances + a class per pixel)
     method: Method = "three_class"  # instance route (see seglab.spec.recipes)
     embedding_dim: int | None = None  # embedding channels (None: 8, the recurrent route 32)
     embedding_kwargs: dict[str, Any] = {}  # embedding-route loss options (delta_v, coord_unit, ...)

@@ -164,7 +164,7 @@ def test_xml_labels_and_semantic_task(tmp_path):
     with pytest.raises(ConfigError, match="target for the semantic task"):
         SegmentationDataset(find_samples(tmp_path), task="semantic", targets=("three_class",))
     with pytest.raises(ConfigError, match="unknown task"):
-        SegmentationDataset(find_samples(tmp_path), task="panoptic")
+        SegmentationDataset(find_samples(tmp_path), task="depth")
 
 
 def test_workers_seeded_and_repeatable(synth_dir):

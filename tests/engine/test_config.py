@@ -36,7 +36,7 @@ def test_bad_values_and_files_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="--patch: must be >= 16, got 8"):
         resolve_config(None, {"data": "d", "out": "o", "patch": 8})
     with pytest.raises(ConfigError, match="task"):
-        resolve_config(None, {"data": "d", "out": "o", "task": "panoptic"})
+        resolve_config(None, {"data": "d", "out": "o", "task": "depth"})
     with pytest.raises(DataError, match="config file not found"):
         resolve_config(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"

@@ -71,7 +71,7 @@ def test_cli_train_then_predict_then_evaluate(tiny_data, tmp_path, capsys):
     [
         (["--model", "segformer"], "unknown model 'segformer'; valid choices: allconv"),
         (["--loss", "ce+hinge"], "unknown loss 'hinge'"),
-        (["--task", "panoptic"], "invalid choice: 'panoptic'"),
+        (["--task", "depth"], "invalid choice: 'depth'"),
     ],
 )
 def test_bad_choices_are_one_line(tiny_data, tmp_path, capsys, args, expected):

@@ -80,9 +80,9 @@ def test_bad_checkpoints_are_one_line(tmp_path, ckpt):
     damaged.write_bytes(ckpt[0].read_bytes()[:300])
     other = tmp_path / "other.ckpt"
     torch.save({"weights": torch.zeros(2)}, other)
-    panoptic = tmp_path / "panoptic.ckpt"
-    save_checkpoint(panoptic, create_model("unet", **KW), {**meta(), "task": "panoptic"})
-    for path, text in [(damaged, "damaged"), (other, "not a seglab checkpoint"), (panoptic, "'panoptic' task"),
+    unknown_task = tmp_path / "depth.ckpt"
+    save_checkpoint(unknown_task, create_model("unet", **KW), {**meta(), "task": "depth"})
+    for path, text in [(damaged, "damaged"), (other, "not a seglab checkpoint"), (unknown_task, "'depth' task"),
                        (tmp_path / "missing.ckpt", "not found")]:
         with pytest.raises(DataError, match=text) as err:
             Predictor.from_checkpoint(path)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="training folder (images/ and labels/)")
     p.add_argument("--val", help="validation folder (default: hold out 20%% of --data)")
-    p.add_argument("--task", choices=["instance", "semantic"])
+    p.add_argument("--task", choices=["instance", "semantic", "panoptic"])
     p.add_argument("--method", choices=["three_class", "distance", "embedding", "seeds", "recurrent"], help="instance route (default three_class)")
     p.add_argument("--model", help="model name (see `seglab models`; default unet)")
     p.add_argument("--encoder", help="backbone, e.g. resnet34 or a timm name")

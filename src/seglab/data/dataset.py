@@ -29,8 +29,9 @@ from seglab.data.normalize import IntensityScaling
 from seglab.data.targets import IGNORE_INDEX, distance_targets, foreground, three_class_targets
 from seglab.errors import DataError, SeglabError, unknown_choice
 
-TASKS = ("instance", "semantic")
-TARGETS = {"instance": ("three_class", "foreground", "distance", "semantic"), "semantic": ("semantic", "foreground")}
+TASKS = ("instance", "semantic", "panoptic")
+TARGETS = {"instance": ("three_class", "foreground", "distance", "semantic"), "semantic": ("semantic", "foreground"),
+           "panoptic": ("three_class", "foreground", "distance", "classes")}  # classes: seglab.data.panoptic
 _LABEL_DIRS = ("labels", "annotations")
 _PAD = -1  # sentinel id of padded label pixels and of those a transform exposes (transforms.MASK_FILL)
 _FG_PER_IMAGE = 10_000  # foreground positions kept per image (a uniform random subset) to centre patches on
@@ -276,8 +277,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         cached = self._cache.get(kind)
         if cached is not None and cached[0] == path:
             return cached[1]
-        arr = _memmap(path, label=kind == "label")
-        if arr is None and kind == "image":
+        arr = None if kind == "label" and self.task == "panoptic" else _memmap(path, label=kind == "label")
+        if arr is None and kind == "label" and self.task == "panoptic":  # instance * 256 + class
+            from seglab.data.panoptic import read_encoded
+
+            arr = read_encoded(path)
+        elif arr is None and kind == "image":
             arr = read_image(path)
         elif arr is None and path.suffix.lower() == ".xml":
             from seglab.data.monuseg import read_monuseg_xml
@@ -356,7 +361,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         sample = self.samples[index % len(self.samples)]
         image, label = self.read(sample, self._window(sample))
         if self.patch_size is not None:
-            pad_value = _PAD if self.task == "instance" else IGNORE_INDEX
+            pad_value = IGNORE_INDEX if self.task == "semantic" else _PAD
             image = _pad(image, self.patch_size, "reflect")
             label = _pad(label, self.patch_size, "constant", pad_value)
         image_t, label_t = self.intensity(image, self._range(sample)), torch.from_numpy(label)
@@ -375,6 +380,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 out["foreground"] = torch.from_numpy(foreground(label, ignore_index=IGNORE_INDEX))
             return out
         padded = label == _PAD
+        if self.task == "panoptic":
+            from seglab.data.panoptic import decode
+
+            label, classes = decode(label)
+            out["classes"] = torch.from_numpy(np.where(padded, IGNORE_INDEX, classes).astype(np.int64))
         inst = np.where(padded, 0, label)
         out["instances"] = torch.from_numpy(inst.astype(np.int64))
         # targets see the padded area as a continuation of the nearest real pixel, so nuclei cut
@@ -386,7 +396,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             "semantic": lambda: foreground(inst),
             "distance": lambda: np.where(padded, 0, distance_targets(extended)).astype(np.float32),
         }
-        for name in self.targets:
+        for name in (n for n in self.targets if n in makers):  # panoptic "classes": set above
             target = makers[name]()
             if name != "distance":
                 target[padded] = IGNORE_INDEX

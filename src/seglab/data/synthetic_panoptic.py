@@ -103,10 +103,10 @@ def _place(rng: np.random.Generator, region: np.ndarray, sheets: np.ndarray) -> 
             try_add(TUMOUR if tumour_sheet[sheets[y, x]] else EPITHELIAL, centre)
     if len(stroma_px):
         area = len(stroma_px)
-        for _ in range(int(area * rng.uniform(0.015, 0.03) / (np.pi * 5**2))):
+        for _ in range(rng.poisson(area * rng.uniform(0.015, 0.03) / (np.pi * 5**2))):
             y, x = stroma_px[rng.integers(area)]
             try_add(STROMAL, np.array([y, x], float), float(fibre_angle[y, x]))
-        for _ in range(int(area * rng.uniform(0.01, 0.03) / (np.pi * 4**2))):
+        for _ in range(rng.poisson(area * rng.uniform(0.01, 0.03) / (np.pi * 4**2))):
             seed = stroma_px[rng.integers(area)].astype(float)
             for _ in range(1 if rng.random() < 0.6 else int(rng.integers(4, 12))):  # single or an aggregate
                 centre = seed + rng.normal(0, 7, 2)

@@ -272,7 +272,7 @@ def plan_config(config: TrainConfig, fp: Fingerprint, *, classes: int, aux: dict
         per_epoch = max(8.0, expected / 8)
         ppi = int(max(1, math.ceil(per_epoch * config.batch_size / fp.n_images)))
         choose("patches_per_image", ppi, f"one validation per ~{per_epoch:.0f} steps (~1/8 of the run)")
-    if config.task == "instance" and fp.areas["median"] > 0 and "min_size" not in config.decoder_kwargs:
+    if config.task in ("instance", "panoptic") and fp.areas["median"] > 0 and "min_size" not in config.decoder_kwargs:
         min_size = max(3, round(0.1 * fp.areas["median"]))
         values["decoder_kwargs"] = {**config.decoder_kwargs, "min_size": min_size}
         plan.reasons.append(f"decoder min_size {min_size}: a tenth of the median object area ({fp.areas['median']:.0f} px)")

@@ -110,7 +110,12 @@ def _check_val(fp: Any, val_fp: Any, config: TrainConfig) -> None:
 
 
 def _num_classes(config: TrainConfig, fps: dict[str, Any]) -> int | None:
-    """Semantic task: the pinned class count (checked against every label) or the largest index + 1."""
+    """Semantic task: the pinned class count (checked against every label) or the largest index + 1;
+    panoptic task: the classes of classes.yaml (train and val agreeing)."""
+    if config.task == "panoptic":
+        from seglab.engine.panoptic_module import panoptic_classes
+
+        return len(panoptic_classes(config))
     if config.task != "semantic":
         return config.num_classes
     from seglab.errors import DataError
@@ -134,10 +139,11 @@ def plan_run(config: TrainConfig) -> RunPlan:
         train_samples, val_samples = samples, load_samples(config.val)
     else:
         train_samples, val_samples = split_samples(samples, config.val_fraction, config.seed)
-    fp = fingerprint(samples, task=config.task, root=config.data)
+    fp_task = "instance" if config.task == "panoptic" else config.task  # panoptic: its instance maps
+    fp = fingerprint(samples, task=fp_task, root=config.data)
     fps = {config.data: fp}
     if config.val is not None:
-        fps[config.val] = fingerprint(val_samples, task=config.task, root=config.val)
+        fps[config.val] = fingerprint(val_samples, task=fp_task, root=config.val)
         _check_val(fp, fps[config.val], config)
     num_classes = _num_classes(config, fps)
     method = "maskrcnn" if config.model in DETECTION_MODELS else config.method
@@ -244,6 +250,11 @@ def prepare(config: TrainConfig, run: RunPlan | None = None) -> tuple[L.Lightnin
             route_kwargs = check_route_kwargs(config.embedding_kwargs)
         elif config.embedding_kwargs:
             raise ConfigError(f"embedding_kwargs apply to the embedding, seeds and recurrent methods, not {recipe.method!r}")
+        if recipe.task == "panoptic":  # + the class head's loss; the classes go into meta
+            from seglab.engine.panoptic_module import PanopticModule as module_class
+            from seglab.engine.panoptic_module import panoptic_kwargs
+
+            route_kwargs = panoptic_kwargs(config, train_samples, meta)
         loss = _class_loss(config, recipe)
         model = model.to(memory_format=torch.channels_last)
         module = module_class(model=model, recipe=recipe, loss=loss, meta=meta, **optim, **route_kwargs)
@@ -338,7 +349,7 @@ def train(config: TrainConfig, *, resume: bool = False, plain_log: bool | None =
 
     write_json_atomic(run_dir / "fingerprint.json", run.fingerprint.to_dict())
 
-    monitor = "val/miou" if recipe.task == "semantic" else "val/aji"
+    monitor = {"semantic": "val/miou", "panoptic": "val/panoptic_pq"}.get(recipe.task, "val/aji")
     budget = Budget(minutes=config.minutes, max_steps=config.max_steps, epochs=config.epochs)
     module.progress = budget.progress
     plain = (not sys.stderr.isatty()) if plain_log is None else plain_log

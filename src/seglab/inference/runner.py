@@ -179,6 +179,10 @@ def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
 
 
 def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:
+    if predictor.task == "panoptic":  # classes, COCO panoptic, typed GeoJSON: seglab.inference.panoptic_writers
+        from seglab.inference.panoptic_writers import predict_panoptic_one
+
+        return predict_panoptic_one(predictor, source, path, out_dir, progress)
     start = time.perf_counter()
     check_finite(source)
     scores = None

@@ -222,7 +222,7 @@ def _match(g: np.ndarray, p: np.ndarray, width: int, k: int) -> dict:
             "iou_sum": np.bincount(g_cls[ov.pair_gt[match]], weights=ov.iou[match], minlength=k)}
 
 
-def _pq(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou: np.ndarray) -> np.ndarray:
+def pq_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou: np.ndarray) -> np.ndarray:
     """PQ = SQ x DQ; 0 where there is no TP (as CoNIC and PanNuke compute it)."""
     den = tp + 0.5 * fp + 0.5 * fn
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -252,8 +252,8 @@ class NucleusTypeMetrics:
         k = len(self.classes)
         stats = np.stack(self.per_image) if self.per_image else np.zeros((0, k, 4))
         pooled = stats.sum(0)
-        pq_plus = _pq(*pooled.T)
-        per_image = _pq(*np.moveaxis(stats, 2, 0))  # images x classes
+        pq_plus = pq_from_counts(*pooled.T)
+        per_image = pq_from_counts(*np.moveaxis(stats, 2, 0))  # images x classes
         present = stats[..., 0] + stats[..., 2] > 0  # ground truth holds the class
         per_image = np.where(present, per_image, np.nan)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -262,7 +262,7 @@ class NucleusTypeMetrics:
             class_pq = np.nanmean(per_image, 0)
             mpq = float(np.nanmean(image_mpq)) if np.isfinite(image_mpq).any() else float("nan")
             b = np.array(self.binary, float).reshape(-1, 4)
-            bpq_img = np.where(b[:, 0] + b[:, 2] > 0, _pq(*b.T), np.nan)
+            bpq_img = np.where(b[:, 0] + b[:, 2] > 0, pq_from_counts(*b.T), np.nan)
             bpq = float(np.nanmean(bpq_img)) if np.isfinite(bpq_img).any() else float("nan")
         return {
             "mpq_plus": float(pq_plus.mean()) if k else float("nan"),

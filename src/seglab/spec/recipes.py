@@ -15,9 +15,13 @@ classes that make touching nuclei separable, and a decoder turns them into an in
 ``maskrcnn``     direct instance segmentation (``--model maskrcnn``): boxes + masks from the
                  instance maps, masks pasted by score.
 ``semantic``     one class per label value, CE + Dice, arg-max.
+``panoptic``     the ``three_class`` instance head plus a class head over all classes (stuff and
+                 thing types; aux head ``classes``), trained jointly; instances decoded by the
+                 watershed, then fused with the class probabilities (:mod:`seglab.instances.panoptic`).
 
 The decoder input is a ``C' x H x W`` stack (see :mod:`seglab.instances`): the full softmax for
-``three_class`` and ``semantic``; otherwise the foreground probability followed by every extra
+``three_class`` and ``semantic``; for ``panoptic`` that soft-max followed by the soft-max of the
+class head; otherwise the foreground probability followed by every extra
 head in ``aux_heads`` order, each through its activation in ``aux_activations``.
 """
 
@@ -52,6 +56,16 @@ def make_recipe(task: str, method: str, num_classes: int | None = None, *, embed
     need more dimensions than Euclidean ones to hold many mutually dissimilar directions (Kong &
     Fowlkes relate the dimension to the margin; they used 64).
     """
+    if task == "panoptic":
+        if method != "three_class":
+            raise ConfigError(f"the panoptic task trains the three_class instance head, not {method!r}")
+        if num_classes is None or num_classes < 2:
+            raise ConfigError(f"the panoptic task needs at least 2 classes (classes.yaml), got {num_classes}")
+        return Recipe(
+            "panoptic", "three_class", 3, ("three_class", "classes"), "three_class",
+            ("background", "interior", "boundary"), aux_heads={"classes": num_classes},
+            aux_activations={"classes": "softmax"}, decoder="three_class_watershed",
+        )
     if task == "semantic":
         if num_classes is None or num_classes < 2:
             raise ConfigError(f"the semantic task needs num_classes >= 2, got {num_classes}")
@@ -99,6 +113,8 @@ def decoder_input(out: torch.Tensor | dict[str, torch.Tensor], recipe: Recipe) -
         probs = logits.softmax(1)
     else:  # a single binary channel: [background, foreground]
         probs = torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
+    if recipe.task == "panoptic":  # 3-class soft-max, then the class head's soft-max
+        return torch.cat([probs, out["classes"].float().softmax(1)], 1)
     if not recipe.aux_heads:
         return probs
     stack = [probs[:, 1:2]]
