@@ -84,3 +84,26 @@ def test_outputs_agree(tmp_path, checkpoint, monkeypatch):
 def test_task_checks(checkpoint):
     with pytest.raises(DataError, match="checkpoint is for the 'panoptic' task; predict needs instance"):
         load_model(checkpoint, task="instance")
+
+
+def test_coco_panoptic_round_trip(tmp_path, checkpoint):
+    """What predict writes converts back (seglab data convert --from coco-panoptic) to the same maps."""
+    from seglab.cli import main
+    from seglab.data.panoptic import read_classes, read_panoptic
+    from seglab.inference.panoptic_writers import write_panoptic_outputs
+    from seglab.instances.panoptic import fuse_panoptic
+
+    rng = np.random.default_rng(3)
+    inst = np.zeros((24, 30), np.int32)
+    inst[2:8, 3:9], inst[12:20, 15:25] = 1, 4
+    probs = rng.dirichlet(np.ones(4), size=(24, 30)).transpose(2, 0, 1)
+    result = fuse_panoptic(inst, probs, things=[2, 3], stuffs=[0, 1], min_stuff_area=0)
+    out = tmp_path / "pred"
+    write_panoptic_outputs(out, "x", np.zeros((24, 30, 3), np.uint8), result, CLASSES, file_name="x.png")
+    write_image(out / "images" / "x.png", np.zeros((24, 30, 3), np.uint8))
+    back = tmp_path / "back"
+    assert main(["data", "convert", "--from", "coco-panoptic", str(out / "x_panoptic.json"), "--out", str(back),
+                 "--images", str(out / "images")]) == 0
+    assert [c.name for c in read_classes(back)] == [c["name"] for c in CLASSES]
+    b_inst, b_cls = read_panoptic(back / "labels" / "x_panoptic.tif")
+    assert (b_cls == result.classes).all() and ((b_inst > 0) == (inst > 0)).all()

@@ -102,3 +102,60 @@ def _markdown(report: dict[str, Any], table: str, out: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# The panoptic demo: the same plain command with --task panoptic on the typed synthetic tissue.
+PANOPTIC_SETTINGS: dict[str, Any] = {"task": "panoptic", "method": "three_class", "model": "unet", "workers": 1}
+
+
+def make_panoptic_demo_data(root: Path, *, seed: int, splits: DemoSplits = DemoSplits()) -> dict[str, Path]:
+    """Write the three synthetic panoptic splits (typed nuclei, tissue regions) under ``root``."""
+    from seglab.data.synthetic_panoptic import write_panoptic_dataset
+
+    dirs = {}
+    for offset, (name, n) in enumerate((("train", splits.train), ("val", splits.val), ("test", splits.test))):
+        dirs[name] = root / name
+        write_panoptic_dataset(dirs[name], n=n, size=splits.size, seed=seed + 1000 * offset)
+    return dirs
+
+
+def run_panoptic_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
+    """Generate typed tissue, train the panoptic recipe, predict and evaluate the test split;
+    write ``out/report.json`` and ``out/report.md``; return the report."""
+    from seglab.config import resolve_config
+    from seglab.engine.trainer import train
+    from seglab.fileio import write_json_atomic, write_text_atomic
+    from seglab.inference import load_predictor
+    from seglab.inference.runner import expand_inputs, predict_files
+    from seglab.metrics.evaluate import evaluate_folders, format_table
+
+    out = Path(out)
+    t0 = time.monotonic()
+    dirs = make_panoptic_demo_data(out / "data", seed=seed)
+    overrides = dict(PANOPTIC_SETTINGS, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
+                     minutes=minutes, seed=seed)
+    if workers is not None:
+        overrides["workers"] = workers
+    result = train(resolve_config(None, overrides))
+    t_train = time.monotonic()
+    predict_files(load_predictor(result.best_checkpoint), expand_inputs(dirs["test"] / "images"), out / "predictions")
+    t_predict = time.monotonic()
+    report = evaluate_folders(out / "predictions", dirs["test"], task="panoptic")
+    report["training"] = {
+        "minutes_budget": minutes, "seconds": round(t_train - t0, 1), "steps": result.steps, "epochs": result.epochs,
+        "best_checkpoint": str(result.best_checkpoint), f"best_{result.monitor}": result.best_score,
+    }
+    report["prediction_seconds"] = round(t_predict - t_train, 1)
+    table = format_table(report)
+    write_json_atomic(out / "report.json", report)
+    tr = report["training"]
+    lines = ["# seglab panoptic demo report", "",
+             "Built-in synthetic H&E tissue: regions background (glass), stroma, epithelium (stuff) and typed "
+             "nuclei tumour, lymphocyte, stromal, epithelial (things). U-Net with the 3-class instance head and "
+             "a class head, trained jointly; watershed instances fused with the class probabilities.", "",
+             f"Training: {tr['steps']} steps, {tr['epochs']} epochs, {tr['seconds']} s; prediction "
+             f"{report['prediction_seconds']} s.", "", "```", table, "```", "",
+             "![overlay](predictions/" + sorted(p.name for p in (out / "predictions").glob("*_overlay.png"))[0] + ")", ""]
+    write_text_atomic(out / "report.md", "\n".join(lines))
+    print(table)
+    return report

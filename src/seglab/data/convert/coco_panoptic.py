@@ -6,8 +6,9 @@ the folder named like the JSON without ``.json`` (``panoptic_val2017/``), or in 
 Each PNG encodes the segment id of a pixel as ``R + 256 G + 256^2 B`` (0 = unlabelled).
 Images come from ``--images`` (default: ``images/`` beside the JSON).
 
-Classes: 0 ``background`` (stuff, holding no pixel: COCO has none), then the categories in the
-JSON's order. Unlabelled pixels and ``iscrowd`` segments are void (255), as panopticapi ignores
+Classes: the categories in the JSON's order, after a class 0 ``background`` (stuff, holding no
+pixel: COCO has none) unless the first category is already a stuff class (as in the files
+``seglab predict`` writes, which then convert back unchanged). Unlabelled pixels and ``iscrowd`` segments are void (255), as panopticapi ignores
 them; every thing segment becomes one instance.
 """
 
@@ -49,9 +50,12 @@ def convert(src: Path, out: Path, images: str | Path | None = None, png_dir: str
     cats = data["categories"]
     if len(cats) + 1 >= IGNORE:
         raise DataError(src, f"{len(cats)} categories; the panoptic folder holds at most {IGNORE - 2}")
-    index = {c["id"]: i + 1 for i, c in enumerate(cats)}
-    is_thing = np.array([False] + [bool(c.get("isthing", 1)) for c in cats])
+    first = 0 if cats and not cats[0].get("isthing", 1) else 1  # class of the first category
+    index = {c["id"]: i + first for i, c in enumerate(cats)}
+    is_thing = np.array([False] * first + [bool(c.get("isthing", 1)) for c in cats])
     png_dir = Path(png_dir) if png_dir is not None else src.with_suffix("")
+    if not png_dir.is_dir():
+        png_dir = src.parent  # seglab predict writes the PNG beside its JSON
     image_dir = Path(images) if images is not None else src.parent / "images"
     names = {im["id"]: im["file_name"] for im in data.get("images", [])}
     total = 0
@@ -78,7 +82,7 @@ def convert(src: Path, out: Path, images: str | Path | None = None, png_dir: str
 
         write_sample(out, Path(ann["file_name"]).stem, image[..., :3], relabel_sequential(inst), cls)
         total += int(np.count_nonzero(seg_inst))
-    classes = [PanopticClass("background", False, (0, 0, 0))] + [
+    classes = [PanopticClass("background", False, (0, 0, 0))] * first + [
         PanopticClass(c["name"], bool(c.get("isthing", 1)), tuple(c.get("color", (128, 128, 128)))) for c in cats]
     finish(out, classes)
     return {"images": len(data["annotations"]), "instances": total, "classes": [c.name for c in classes]}
