@@ -84,7 +84,7 @@ def main() -> None:
     t_types, types = timed(nucleus_types, args.repeats)
     order = list(THINGS) + list(STUFFS)  # torchmetrics: things sorted, then stuff sorted
     mine = np.array([[ours["per_class"][c][k] for c in order] for k in ("pq", "sq", "rq")])
-    diff = float(np.abs(mine - theirs).max())
+    diff = float(np.abs(mine.T - theirs).max())  # torchmetrics: classes x (pq, sq, rq)
     n_gt, n_pred = len(np.unique(gi)) - 1, len(np.unique(pi)) - 1
     print(f"1000 x 1000, {len(THINGS)} thing + {len(STUFFS)} stuff classes, {n_gt} ground-truth and {n_pred} predicted "
           f"nuclei; torch threads {args.threads}; median of {args.repeats}")
