@@ -47,23 +47,24 @@ class GeoJSONStream:
 
 def piece_stats(core: np.ndarray, foreground: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list]:
     """Ids in a core, their ``_STATS`` records (core coordinates) and their slices in the core."""
-    ids, local = np.unique(core, return_inverse=True)
-    local = local.reshape(core.shape)
+    flat = core.ravel()
+    where = np.flatnonzero(flat)  # object pixels only: most of a slide is background
+    ids, local = np.unique(flat[where], return_inverse=True)
     n = ids.size
-    rows, cols = np.indices(core.shape, dtype=np.float64)
-    area = np.bincount(local.ravel(), minlength=n).astype(np.float64)
-    sy = np.bincount(local.ravel(), weights=rows.ravel(), minlength=n)
-    sx = np.bincount(local.ravel(), weights=cols.ravel(), minlength=n)
-    fg = (np.bincount(local.ravel(), weights=np.asarray(foreground, np.float64).ravel(), minlength=n)
+    rows, cols = np.divmod(where, core.shape[1])
+    area = np.bincount(local, minlength=n).astype(np.float64)
+    sy = np.bincount(local, weights=rows.astype(np.float64), minlength=n)
+    sx = np.bincount(local, weights=cols.astype(np.float64), minlength=n)
+    fg = (np.bincount(local, weights=np.asarray(foreground, np.float64).ravel()[where], minlength=n)
           if foreground is not None else np.full(n, np.nan))
-    slices = ndi.find_objects(local + 1)
+    dense = np.zeros(core.size, np.int64)
+    dense[where] = local + 1
+    slices = ndi.find_objects(dense.reshape(core.shape), max_label=n)
     stats = np.zeros((n, _STATS))
     for i, sl in enumerate(slices):
-        if sl is not None:
-            stats[i, :4] = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
-    stats[:, 4:] = np.stack([area, sy, sx, fg], 1)
-    keep = ids > 0
-    return ids[keep], stats[keep], [s for s, k in zip(slices, keep, strict=True) if k]
+        stats[i, :4] = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
+    stats[:, 4:] = np.stack([area, sy, sx, fg], 1) if n else np.zeros((0, 4))
+    return ids, stats, slices
 
 
 class ObjectWriter:

@@ -74,19 +74,37 @@ def write_pyramid(
 
 
 def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, below) -> Iterator[np.ndarray]:
-    """Full ``tile x tile`` tiles in raster order (zero-padded at the border); each tile's every
-    second pixel goes to the next level."""
+    """Full ``tile x tile`` tiles in raster order (zero-padded at the border). Every second pixel
+    of each row of tiles goes to the next level, written as one band per row of tiles."""
     height, width = shape
     for y in range(0, height, tile):
+        y1 = min(y + tile, height)
+        band = np.zeros(((y1 - y + 1) // 2, (width + 1) // 2), dtype) if below is not None else None
         for x in range(0, width, tile):
-            y1, x1 = min(y + tile, height), min(x + tile, width)
+            x1 = min(x + tile, width)
             data = np.asarray(tile_fn(y, y1, x, x1), dtype)
-            if below is not None and data.any():
-                below[y // 2 : (y1 + 1) // 2, x // 2 : (x1 + 1) // 2] = data[::2, ::2]
+            if band is not None:
+                band[:, x // 2 : (x1 + 1) // 2] = data[::2, ::2]
+                if x1 == width and band.any():  # before the row's last tile: the writer may stop there
+                    below[y // 2 : y // 2 + band.shape[0]] = band
             out = np.zeros((tile, tile), dtype)
             out[: y1 - y, : x1 - x] = data
             yield out
 
 
+def banded(read: Callable[[int, int], np.ndarray]) -> TileFn:
+    """A tile function over ``read(y0, y1)`` (whole-width rows) that reads each band of rows once:
+    tiles come in raster order, so one read serves a whole row of tiles."""
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if (y0, y1) not in cache:
+            cache.clear()
+            cache[(y0, y1)] = read(y0, y1)
+        return cache[(y0, y1)][:, x0:x1]
+
+    return tile
+
+
 def _zarr_tiles(array) -> TileFn:
-    return lambda y0, y1, x0, x1: array[y0:y1, x0:x1]
+    return banded(lambda y0, y1: array[y0:y1])

@@ -97,6 +97,10 @@ class RegionProbs(TileCounts):
         if not live:
             self.cache.clear()
             return None
+        t0, t1 = min(o[0] for o in live), max(o[0] for o in live) + t
+        s0, s1 = min(o[1] for o in live), max(o[1] for o in live) + t
+        # where the probabilities may differ from the background (the rest is exactly background)
+        self.live_box = (max(t0, y0) - y0, min(t1, y1) - y0, max(s0, x0) - x0, min(s1, x1) - x0)
         todo = [o for o in live if o not in self.cache]
         if todo:
             self._run(todo)
@@ -162,7 +166,12 @@ class RegionLabels:
         if p.task == "semantic":
             return probs.argmax(0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16), None
         foreground = 1 - probs[0] if p.method in (None, "three_class") else probs[0]
-        return p.decode_probs(probs), foreground
+        a, b, c, d = self.probs.live_box  # outside it: background probabilities, nothing to decode
+        if (a, b, c, d) == (0, probs.shape[1], 0, probs.shape[2]):
+            return p.decode_probs(probs), foreground
+        labels = np.zeros(probs.shape[1:], np.int32)
+        labels[a:b, c:d] = p.decode_probs(np.ascontiguousarray(probs[:, a:b, c:d]))
+        return labels, foreground
 
     @property
     def tiles(self) -> TileCounts:

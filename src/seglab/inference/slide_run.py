@@ -41,7 +41,7 @@ from seglab.fileio import atomic_path
 from seglab.inference.blocks import BlockGrid, UnionStitcher
 from seglab.inference.geojson_stream import GeoJSONStream, ObjectWriter
 from seglab.inference.preview import Preview
-from seglab.inference.pyramid_writer import write_pyramid
+from seglab.inference.pyramid_writer import banded, write_pyramid
 from seglab.inference.summary import slide_summary_row
 
 CHUNK = 256  # scratch zarr chunk and TIFF tile
@@ -136,28 +136,27 @@ def predict_slide(
         tile_fn = _level0_tiles(ids, scale, (height, width), roots)
         with atomic_path(paths["classes" if semantic else "instances"]) as tmp:
             write_pyramid(tmp, shape0, np.uint8 if semantic else np.uint32, tile_fn, tile=CHUNK, mpp=mpp, scratch=scratch)
-        from seglab.data.io import write_image
-
-        write_image(paths["overlay"], preview.image)
+        preview.save(paths["overlay"])
     tiles = engine.tiles
     return slide_summary_row(stem, objects, time.perf_counter() - start, mpp=mpp, tissue_mm2=tissue_mm2,
                              shape0=shape0, tiles_run=tiles.run, tiles_skipped=tiles.skipped)
 
 
 def _level0_tiles(ids: Any, scale: float, shape: tuple[int, int], roots: np.ndarray | None):
-    """Level-0 tiles from the provisional map: nearest-neighbour upsampling, then the final ids."""
+    """Level-0 tiles from the provisional map: nearest-neighbour upsampling, then the final ids.
+    Each row of tiles reads its band of the map once (a band as wide as the image, one tile high)."""
     height, width = shape
+    xs = np.minimum(((np.arange(round(width * scale)) + 0.5) / scale).astype(np.int64), width - 1)
 
-    def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def band(y0: int, y1: int) -> np.ndarray:
         if scale == 1:
-            block = ids[y0:y1, x0:x1]
+            rows = ids[y0:y1]
         else:
             ys = np.minimum(((np.arange(y0, y1) + 0.5) / scale).astype(np.int64), height - 1)
-            xs = np.minimum(((np.arange(x0, x1) + 0.5) / scale).astype(np.int64), width - 1)
-            block = ids[int(ys[0]) : int(ys[-1]) + 1, int(xs[0]) : int(xs[-1]) + 1][ys - ys[0]][:, xs - xs[0]]
-        return block if roots is None else roots[block].astype(np.uint32)
+            rows = ids[int(ys[0]) : int(ys[-1]) + 1][ys - ys[0]][:, xs]
+        return rows if roots is None else roots[rows].astype(np.uint32)
 
-    return tile
+    return banded(band)
 
 
 def is_slide(source: Any, *, pixels: int = 1 << 26) -> bool:
