@@ -116,3 +116,43 @@ def test_write_failure_leaves_no_final_or_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         predict_slide(blob_predictor(), ArraySource(blob_image()), tmp_path, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+class CoordinateDetector(torch.nn.Module):
+    """Mask R-CNN stand-in: returns the true objects of each crop (channels 0 and 1 hold row and column)."""
+
+    def __init__(self, inst):
+        super().__init__()
+        self.inst = inst
+
+    def forward(self, crops):
+        from seglab.data.detection import instances_to_target
+
+        out = []
+        for crop in crops:
+            r, c = int(crop[0, 0, 0]), int(crop[1, 0, 0])
+            target = instances_to_target(self.inst[r : r + crop.shape[1], c : c + crop.shape[2]])
+            k = len(target["boxes"])
+            out.append({"boxes": target["boxes"], "scores": torch.linspace(1, 0.6, k), "labels": target["labels"],
+                        "masks": target["masks"][:, None].float()})
+        return out
+
+
+def test_mask_rcnn_follows_the_block_path(tmp_path):
+    from seglab.inference.detection import DetectionPredictor
+
+    rng = np.random.default_rng(0)
+    inst = np.zeros((110, 140), np.int32)
+    for k in range(1, 50):
+        rr, cc = disk(rng.integers(0, inst.shape), rng.integers(2, 5), shape=inst.shape)
+        free = inst[rr, cc] == 0
+        inst[rr[free], cc[free]] = k
+    image = np.zeros((*inst.shape, 3), np.float32)
+    image[..., 0], image[..., 1] = np.arange(110)[:, None], np.arange(140)[None, :]
+    meta = {"task": "instance", "method": "maskrcnn", "decoder": {"name": "maskrcnn", "kwargs": {}},
+            "preprocessing": {"in_channels": 3, "mean": [0.0] * 3, "std": [1.0] * 3}}
+    predictor = DetectionPredictor(CoordinateDetector(inst), meta, tile=32, overlap=0.4, block=40, margin=12)
+    row = predict_slide(predictor, ArraySource(image), tmp_path, "x")
+    labels, geo = read_outputs(tmp_path)
+    assert aji(inst, labels[0]) == pytest.approx(1.0, abs=1e-3)
+    assert row["instances"] == len(geo["features"]) == len(np.unique(inst)) - 1
