@@ -63,6 +63,7 @@ def test_train_predict_evaluate(panoptic_data, tmp_path, capsys):
     assert meta["task"] == "panoptic" and meta["model"]["kwargs"]["aux_heads"] == {"classes": 7}
     assert [c["name"] for c in meta["panoptic"]["classes"]][3:] == ["tumour", "lymphocyte", "stromal", "epithelial"]
     assert len(meta["panoptic"]["class_weights"]) == 7
+    assert meta["decoder"]["calibration"]["option"] == "h"  # chosen on the instance channels
     metrics = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val/mpq_plus" in metrics and "val/pq_stuff" in metrics
     pred = tmp_path / "pred"

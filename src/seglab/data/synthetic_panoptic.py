@@ -44,7 +44,7 @@ LOOKS = {
     TUMOUR: (9.5, (1.1, 1.7), 0.16, (1.5, 2.1), 0.5, 0.35),
     LYMPHOCYTE: (4.0, (1.0, 1.12), 0.02, (2.0, 2.5), 0.0, 0.06),
     STROMAL: (5.5, (3.0, 4.5), 0.04, (1.0, 1.35), 0.0, 0.12),
-    EPITHELIAL: (6.3, (1.25, 1.5), 0.03, (0.7, 0.95), 0.15, 0.18),
+    EPITHELIAL: (6.3, (1.25, 1.5), 0.03, (0.85, 1.1), 0.15, 0.18),
 }
 
 
@@ -80,7 +80,7 @@ def _place(rng: np.random.Generator, region: np.ndarray, sheets: np.ndarray) -> 
         nonlocal centres, radii
         shape = _draw(rng, kind, centre, angle)
         reach = np.sqrt(shape[1] * shape[2])
-        if len(nuclei) and np.min(np.hypot(*(centres - centre).T) / (radii + reach)) < 0.85:
+        if len(nuclei) and np.min(np.hypot(*(centres - centre).T) / (radii + reach)) < 0.9:
             return False
         nuclei.append(shape)
         types.append(kind)
@@ -122,7 +122,7 @@ def _render(rng: np.random.Generator, region: np.ndarray, inst: np.ndarray, kind
     smooth, fine = _texture(rng, shape, 10), _texture(rng, shape, 1.2)
     fibre = _texture(rng, shape, (0.8, 5)) if rng.random() < 0.5 else _texture(rng, shape, (5, 0.8))
     eosin_level = np.array([0.03, rng.uniform(0.45, 0.7), rng.uniform(0.25, 0.38)])
-    hema_level = np.array([0.01, rng.uniform(0.03, 0.07), rng.uniform(0.12, 0.2)])
+    hema_level = np.array([0.01, rng.uniform(0.03, 0.07), rng.uniform(0.08, 0.14)])
     fibrous = np.array([0.0, 0.3, 0.05])[region]
     eosin = eosin_level[region] * np.clip(1 + 0.2 * smooth + fibrous * fibre, 0.05, None)
     hema = hema_level[region] * np.clip(1 + 0.3 * smooth, 0, None)
@@ -137,7 +137,8 @@ def _render(rng: np.random.Generator, region: np.ndarray, inst: np.ndarray, kind
     coarse = _texture(rng, shape, 2.0)
     solid = 0.75 + 0.25 * np.clip(depth * 2.5, 0, 1)
     hollow = 1.25 - 0.6 * np.clip(depth * 1.8, 0, 1)
-    profile = np.where(vesicular[inst], hollow, solid)
+    membrane = 0.55 + 0.45 * np.clip(depth * 5, 0, 1)  # paler at the very edge: touching nuclei keep a seam
+    profile = np.where(vesicular[inst], hollow, solid) * membrane
     chromatin = np.clip(1 + grain[inst] * (0.6 * coarse + 0.6 * fine), 0.3, None)
     fg = inst > 0
     hema = np.where(fg, strength[inst] * profile * chromatin, hema)
