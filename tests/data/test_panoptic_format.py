@@ -110,3 +110,10 @@ def test_data_check_problems(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 instances with no class (no thing-class pixel): ids 1" in out
     assert "thing class 4 ('dead') has no instance in the data" in out
+
+
+def test_data_check_val_disagrees(tmp_path, capsys):
+    write_folder(tmp_path / "train")
+    write_folder(tmp_path / "val", CLASSES.replace("lymphocyte", "stromal"))
+    assert main(["data", "check", str(tmp_path / "train"), "--task", "panoptic", "--val", str(tmp_path / "val")]) == 1
+    assert "val/classes.yaml: disagrees with" in capsys.readouterr().out

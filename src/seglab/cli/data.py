@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("dir", type=Path, metavar="DIR", help="data folder with images/ and labels/")
     check.add_argument("--task", choices=("instance", "semantic", "panoptic"), default="instance",
                        help="how labels are read (panoptic: also classes/ and classes.yaml)")
+    check.add_argument("--val", type=Path, metavar="VAL", help="panoptic: validation folder whose classes.yaml must agree")
     check.set_defaults(run=run)
     conv = sub.add_parser(
         "convert",
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "panoptic":
         from seglab.data.panoptic_check import check_panoptic, format_panoptic
 
-        report, lines = check_panoptic(args.dir)
+        report, lines = check_panoptic(args.dir, args.val)
         print(format_panoptic(report, lines))
         return 0 if report.ok else 1
     from seglab.data.check import check_dataset, format_report

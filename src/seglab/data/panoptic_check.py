@@ -1,7 +1,8 @@
 """``seglab data check --task panoptic``: the folder checks of the instance task plus the class list
 and the class maps (:mod:`seglab.data.panoptic`).
 
-Problems (one line each, naming the file): ``classes.yaml`` missing or invalid, a class map
+Problems (one line each, naming the file): ``classes.yaml`` missing, invalid or (with ``--val``)
+disagreeing with the validation folder's, a class map
 missing or of another size than its instance map, a class id missing from ``classes.yaml``, an
 instance with no thing-class pixel, a thing class without any instance in the whole folder.
 Reported but not problems (reading resolves them): instances whose pixels disagree on the class
@@ -23,14 +24,16 @@ from seglab.data.panoptic import (
     instance_votes,
     read_classes,
     resolve,
+    same_classes,
 )
 from seglab.errors import DataError
 
 _SHOWN_IDS = 8  # disagreeing instance ids listed per image
 
 
-def check_panoptic(root: str | Path) -> tuple[DataReport, list[str]]:
-    """Check a panoptic folder; returns the report (problems included) and the panoptic lines."""
+def check_panoptic(root: str | Path, val: str | Path | None = None) -> tuple[DataReport, list[str]]:
+    """Check a panoptic folder (and that ``val``'s ``classes.yaml`` agrees with it, when given);
+    returns the report (problems included) and the panoptic lines."""
     root = Path(root)
     report = check_dataset(root, task="instance")
     report.task = "panoptic"
@@ -40,6 +43,11 @@ def check_panoptic(root: str | Path) -> tuple[DataReport, list[str]]:
     except DataError as exc:
         report.problems.append(str(exc))
         return report, lines
+    if val is not None:
+        try:
+            same_classes(root, val)
+        except DataError as exc:
+            report.problems.append(str(exc))
     kinds = ", ".join(f"{i} {c.name} ({'thing' if c.thing else 'stuff'})" for i, c in enumerate(classes))
     lines.append(f"classes: {kinds}")
     is_thing = np.array([c.thing for c in classes])
