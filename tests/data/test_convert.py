@@ -124,6 +124,9 @@ def test_geojson_qupath(tmp_path):
          "properties": {"objectType": "detection", "classification": {"name": "Immune cells", "color": -16776961}}},
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square(10, 10, 18, 18)[0], square(13, 13, 15, 15)[0]]},
          "properties": {"objectType": "detection", "classification": {"name": "Tumor"}}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square(22, 0, 34, 12)},  # a QuPath cell
+         "nucleusGeometry": {"type": "Polygon", "coordinates": square(25, 3, 29, 7)},
+         "properties": {"objectType": "cell", "classification": {"name": "Tumor"}}},
     ]
     (tmp_path / "slide1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
     out = tmp_path / "out"
@@ -134,6 +137,7 @@ def test_geojson_qupath(tmp_path):
     assert (cls[20:26, 30:36] == 2).all() and read_classes(out)[2].color == (0, 0, 255)
     assert inst[14, 14] == 0 and cls[14, 14] == 1 and inst[11, 11] == 3  # the hole shows the region beneath
     assert read_label(out / "classes" / "slide1.png").shape == (32, 40)
+    assert inst[3:7, 25:29].min() == 4 and inst[0, 22] == 0  # the cell's nucleus, not its outline
 
 
 def test_unknown_layout_one_line(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """QuPath GeoJSON exports (File > Export objects as GeoJSON) into the panoptic folder format.
 
 ``SRC`` holds ``images/<stem>.*`` and ``<stem>.geojson`` (in ``SRC``, ``SRC/annotations`` or
-``SRC/geojson``). Every ``Polygon`` / ``MultiPolygon`` feature (holes cut out) is drawn in
+``SRC/geojson``). Every ``Polygon`` / ``MultiPolygon`` feature (holes cut out; for QuPath cell
+objects, their ``nucleusGeometry``) is drawn in
 level-0 pixels, QuPath's convention (pixel ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)``);
 its class is ``properties.classification.name`` (``Unclassified`` without one) and its colour
 ``classification.color``. Classes named in ``stuff`` (``--stuff stroma,epithelium``) are tissue
@@ -37,7 +38,16 @@ def _features(path: Path) -> list[dict]:
         feats = [feats]
     if not isinstance(feats, list):
         raise DataError(path, "not GeoJSON (expected a FeatureCollection or a list of Features)")
-    return [f for f in feats if isinstance(f, dict) and (f.get("geometry") or {}).get("type") in ("Polygon", "MultiPolygon")]
+    out = []
+    for f in feats:
+        if not isinstance(f, dict):
+            continue
+        nucleus = (f.get("properties") or {}).get("nucleusGeometry") or f.get("nucleusGeometry")
+        if isinstance(nucleus, dict):  # a QuPath cell: its nucleus is the object to segment
+            f = {**f, "geometry": nucleus}
+        if (f.get("geometry") or {}).get("type") in ("Polygon", "MultiPolygon"):
+            out.append(f)
+    return out
 
 
 def _classification(feature: dict) -> tuple[str, tuple[int, int, int] | None]:
