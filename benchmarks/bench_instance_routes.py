@@ -23,84 +23,28 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-# route -> config overrides on top of common_settings() (the same train() call for every route)
-ROUTES: dict[str, dict[str, Any]] = {
-    "three_class": {"method": "three_class"},
-    "distance": {"method": "distance"},
-    "embedding": {"method": "embedding"},
-    "seeds": {"method": "seeds"},
-    "recurrent": {"method": "recurrent"},
-    "maskrcnn": {
-        "model": "maskrcnn",
-        "model_kwargs": {"backbone": "resnet18_fpn", "fpn_channels": 64, "rois_per_image": 64,
-                         "representation_size": 256, "mask_channels": 64},
-        "lr": 1e-3,
-    },
-}
-LABELS = {
-    "three_class": "3-class watershed",
-    "distance": "distance watershed",
-    "embedding": "discriminative embedding",
-    "seeds": "seeds (Fathi)",
-    "recurrent": "recurrent (Kong-Fowlkes)",
-    "maskrcnn": "Mask R-CNN r18-FPN",
-}
-
-
-def common_settings() -> dict[str, Any]:
-    """The demo's recipe (the packaged nuclei_unet), shared by every route."""
-    from seglab.config import find_config, load_yaml
-
-    recipe = load_yaml(find_config("nuclei_unet"))
-    return {**recipe, "overlays": 1, "seed": 0}
-
-
-def make_data(root: Path, n_train: int, n_test: int, size: int, seed: int) -> dict[str, Path]:
-    """Train (with its held-out validation share) and test tiles, different seeds."""
-    from seglab.data.synthetic import write_synthetic_dataset
-
-    dirs = {"train": root / "train", "test": root / "test"}
-    write_synthetic_dataset(dirs["train"], n=n_train, size=size, seed=seed)
-    write_synthetic_dataset(dirs["test"], n=n_test, size=size, seed=seed + 1000)
-    return dirs
+# the setup `seglab experiment routes` shares
+from seglab.experiments.instance_routes import LABELS, ROUTES, make_data
 
 
 def train_route(route: str, dirs: dict[str, Path], out: Path, minutes: float) -> Any:
     from seglab.cli.process import configure_training
-    from seglab.config import resolve_config
-    from seglab.engine.trainer import train
+    from seglab.experiments.instance_routes import common_settings
+    from seglab.experiments.instance_routes import train_route as train_one
 
-    overrides = {**common_settings(), **ROUTES[route], "data": str(dirs["train"]), "out": str(out / route), "minutes": minutes}
-    config = resolve_config(None, overrides)
-    configure_training(workers=config.workers)  # what `seglab train` does
-    return train(config, plain_log=True)
+    configure_training(workers=common_settings()["workers"])  # what `seglab train` does
+    return train_one(route, dirs, out, {"minutes": minutes})
 
 
 def score_route(checkpoint: Path, test_dir: Path, tile: int) -> dict[str, float]:
-    """Predict every test tile with the tiled Predictor; mean metrics and seconds per image."""
-    from seglab.data.dataset import find_samples
-    from seglab.data.io import read_image, read_label
-    from seglab.inference import Predictor
-    from seglab.metrics import InstanceMetrics
+    """Predict every test tile with the tiled predictor; mean metrics and seconds per image."""
+    from seglab.experiments.instance_routes import score_route as score
 
-    predictor = Predictor.from_checkpoint(checkpoint, tile=tile)
-    metrics = InstanceMetrics()
-    seconds = []
-    for sample in find_samples(test_dir):
-        image = read_image(sample.image)
-        t0 = time.perf_counter()
-        pred = predictor.predict(image)["instances"]
-        seconds.append(time.perf_counter() - t0)
-        metrics.update(read_label(sample.label), pred)
-    mean = metrics.compute()["mean"]
-    return {**{k: float(mean[k]) for k in ("aji", "aji_plus", "pq", "f1")}, "s_per_image": float(np.mean(seconds))}
+    return score(checkpoint, test_dir, tile)[0]
 
 
 def print_table(rows: list[dict[str, Any]], minutes: float, n_test: int, size: int) -> None:

@@ -1,5 +1,6 @@
 """Training-step memory and FLOPs against hand counts and a real-device measurement."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -47,3 +48,22 @@ def test_flops_by_hand():
     model = create_model("allconv", num_classes=2, depth=3, width=8)
     per_pixel_macs = 3 * 8 * 9 + 8 * 8 * 9 * 2 + 8 * 2  # three 3x3 layers + 1x1 head (bias not counted)
     assert count_flops(model, (16, 20), 2) == 2 * 2 * 16 * 20 * per_pixel_macs
+
+
+def test_measured_peak_covers_the_saved_tensors():
+    """A real step holds at least what autograd saves (plus the gradients), and not wildly more."""
+    from seglab.analysis import measured_peak_bytes
+
+    model = create_model("allconv", num_classes=2, depth=3, width=8)
+    saved = memory_profile(model, 64, 2).activation_bytes
+    peak = measured_peak_bytes(model, 64, 2)
+    assert saved <= peak < 3 * saved
+
+
+def test_budget_side_solves_the_fitted_line():
+    from seglab.analysis import budget_side
+
+    sides = [10, 20, 40]
+    nbytes = [1000 + 4 * s * s for s in sides]
+    assert budget_side(sides, nbytes, 1000 + 4 * 100**2) == pytest.approx(100)
+    assert budget_side(sides, [5, 5, 5], 100) == float("inf")

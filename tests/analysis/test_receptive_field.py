@@ -71,3 +71,13 @@ def test_leaves_the_model_untouched():
     model = nn.Conv2d(3, 2, 5)
     receptive_field(model, size=16)
     assert model.weight.device == torch.device("cpu")
+
+
+def test_per_layer_trace_in_execution_order():
+    from seglab.analysis import receptive_field_per_layer
+
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3, stride=2), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3))
+    layers = receptive_field_per_layer(net, in_channels=1, size=32)
+    assert [rf for _, rf in layers] == [3, 5, 7, 15]  # jump 1, 1, 2, 4
+    assert [op for op, _ in layers][0] == "convolution"
+    assert layers[-1][1] == receptive_field(net, in_channels=1, size=32).height

@@ -6,6 +6,16 @@ that would not fit in RAM can still be profiled) and records, with
 pass. Those saved activations, not the parameters, are what a full-resolution network runs
 out of: they grow with ``batch x H x W x depth x width``, the parameters do not grow at all.
 
+``measured_peak_bytes`` runs the same step for real on the CPU under ``torch.profiler`` with
+``profile_memory=True`` and replays the allocator's records (bytes allocated minus bytes freed by
+each operator, in the order the operators start): the peak of that running sum is the most the
+step held at once, parameters and input excluded. Buffers an operator allocates and frees
+within itself (a convolution's workspace) net to zero and are not seen.
+
+``budget_side`` fits bytes = a + b * pixels to such measurements and solves for the square
+input side at which a memory budget runs out: an extrapolation, valid as long as memory stays
+linear in the pixel count (it does for fully convolutional networks at a fixed batch).
+
 ``count_flops`` uses ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add = 2 FLOPs).
 """
 
@@ -112,6 +122,52 @@ def count_flops(model: torch.nn.Module, input_size: int | tuple[int, int], batch
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta(torch.zeros(batch, c, h, w, device="meta"))
     return int(counter.get_total_flops())
+
+
+def measured_peak_bytes(
+    model: torch.nn.Module, input_size: int | tuple[int, int], batch: int = 1, *, in_channels: int | None = None
+) -> int:
+    """Peak bytes the CPU allocator held during one real forward + backward of ``model``.
+
+    Measured with ``torch.profiler`` (``profile_memory=True``): each operator's own allocations
+    minus its frees, summed in the order the operators start; the maximum of the running sum.
+    Parameters, buffers and the input exist before the step and are not counted; gradients of
+    the parameters are (they are allocated during the backward).
+
+    Args:
+        model: module taking ``N x C x H x W`` (run in training mode on a copy, on the CPU).
+        input_size: ``H`` or ``(H, W)``.
+        batch: batch size ``N``.
+        in_channels: ``C``; read from the first conv when not given.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    net = copy.deepcopy(model).cpu().train()
+    c = in_channels or next(m.in_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    x = torch.rand(batch, c, h, w)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        _sum_outputs(net(x)).backward()
+    running = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return int(peak)
+
+
+def budget_side(sides: list[int], nbytes: list[float], budget: float) -> float:
+    """Square input side at which ``budget`` bytes run out, from a least-squares line in pixels.
+
+    Fits ``nbytes = a + b * side**2`` to the measurements and solves ``a + b * side**2 = budget``.
+    Returns ``inf`` when the fitted slope is not positive.
+    """
+    import numpy as np
+
+    pixels = np.asarray(sides, dtype=float) ** 2
+    slope, intercept = np.polyfit(pixels, np.asarray(nbytes, dtype=float), 1)
+    if slope <= 0:
+        return float("inf")
+    return float(np.sqrt(max(budget - intercept, 0.0) / slope))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -106,11 +106,15 @@ def _rule(func, args, kwargs, info: Info, out) -> Info:
     return info
 
 
+_LAYER_OPS = ("convolution", "max_pool2d_with_indices", "max_pool2d", "avg_pool2d")
+
+
 class _ReceptiveFieldMode(TorchDispatchMode):
     def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
         self.info: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
         self.info[x] = (1.0, 1.0, 1.0, 1.0)
+        self.layers: list[tuple[str, float]] = []  # (op, rf height) after every conv / pool, in order
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -129,7 +133,41 @@ class _ReceptiveFieldMode(TorchDispatchMode):
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):
                 self.info[t] = new
+        if _name(func) in _LAYER_OPS:
+            self.layers.append((_name(func), new[0]))
         return out
+
+
+def _trace(model: torch.nn.Module | str, in_channels: int, size: int | tuple[int, int], model_kwargs) -> _ReceptiveFieldMode:
+    if isinstance(model, str):
+        from seglab.models import create_model
+
+        with torch.device("meta"):
+            model = create_model(model, in_channels=in_channels, num_classes=2, **model_kwargs)
+    else:
+        model = copy.deepcopy(model).to("meta")
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.zeros(1, in_channels, h, w, device="meta")
+    model.eval()
+    with torch.no_grad(), reference_ops(), _ReceptiveFieldMode(x) as mode:
+        out = model(x)
+        if isinstance(out, dict):
+            out = out["logits"]
+        mode.output_info = mode.info[out]
+    return mode
+
+
+def receptive_field_per_layer(
+    model: torch.nn.Module | str, *, in_channels: int = 3, size: int | tuple[int, int] = 256, **model_kwargs
+) -> list[tuple[str, float]]:
+    """Theoretical receptive-field height after every convolution and pooling, in execution order.
+
+    Args: as :func:`receptive_field`.
+    Returns:
+        ``[(op name, rf in input pixels), ...]``: ``"convolution"`` (plain or transposed, the 1x1
+        head included) or a pooling op; ``inf`` once image pooling made the window global.
+    """
+    return list(_trace(model, in_channels, size, model_kwargs).layers)
 
 
 def receptive_field(
@@ -145,19 +183,5 @@ def receptive_field(
     Returns:
         The window size (height, width) in input pixels; ``inf`` when image pooling makes it global.
     """
-    if isinstance(model, str):
-        from seglab.models import create_model
-
-        with torch.device("meta"):
-            model = create_model(model, in_channels=in_channels, num_classes=2, **model_kwargs)
-    else:
-        model = copy.deepcopy(model).to("meta")
-    h, w = (size, size) if isinstance(size, int) else size
-    x = torch.zeros(1, in_channels, h, w, device="meta")
-    model.eval()
-    with torch.no_grad(), reference_ops(), _ReceptiveFieldMode(x) as mode:
-        out = model(x)
-        if isinstance(out, dict):
-            out = out["logits"]
-        rh, rw, _, _ = mode.info[out]
+    rh, rw, _, _ = _trace(model, in_channels, size, model_kwargs).output_info
     return ReceptiveField(rh, rw)

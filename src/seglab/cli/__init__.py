@@ -22,6 +22,7 @@ COMMANDS = {
     "predict": "seglab.cli.predict",
     "evaluate": "seglab.cli.evaluate",
     "demo": "seglab.cli.demo",
+    "experiment": "seglab.cli.experiment",
     "export": "seglab.cli.export",
     "serve": "seglab.cli.serve",
 }
