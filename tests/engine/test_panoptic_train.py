@@ -71,3 +71,16 @@ def test_train_predict_evaluate(panoptic_data, tmp_path, capsys):
                  "--output", str(pred)]) == 0
     assert main(["evaluate", "--task", "panoptic", "--pred", str(pred), "--gt", str(panoptic_data / "val")]) == 0
     assert "mPQ+ (CoNIC" in capsys.readouterr().out
+
+
+def test_bad_input_one_line(panoptic_data, tmp_path, capsys):
+    from seglab.data.synthetic import write_synthetic_dataset
+
+    plain = tmp_path / "plain"
+    write_synthetic_dataset(plain, n=2, size=48, seed=0)
+    args = ["train", "--task", "panoptic", "--out", str(tmp_path / "r"), "--max-steps", "1", "--workers", "0"]
+    assert main([*args, "--data", str(plain)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plain/classes.yaml: file not found" in err
+    assert main([*args, "--data", str(panoptic_data / "train"), "--method", "distance"]) == 2
+    assert "the panoptic task trains the three_class instance head" in capsys.readouterr().err
