@@ -84,8 +84,9 @@ def main() -> None:
                 lat = np.array([r[0] for r in results]) * 1000
                 errors = sum(code != 200 for _, code in results)
                 print(f"{level:7d} {np.percentile(lat, 50):8.0f} {np.percentile(lat, 99):8.0f} {args.requests / wall:7.2f} {errors:7d} {rss_mb(proc.pid):7.0f}")
+        time.sleep(2)
         after = rss_mb(proc.pid)
-        print(f"server RSS: {before:.0f} MB before, {after:.0f} MB after ({100 * (after - before) / before:+.1f}%)")
+        print(f"server RSS: {before:.0f} MB after warm-up, {after:.0f} MB 2 s after the last level ({100 * (after - before) / before:+.1f}%)")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

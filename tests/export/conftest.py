@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_model import train_tiny_checkpoint  # noqa: E402
+from tiny_model import shared_tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -21,4 +21,4 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.ckpt")
+    return shared_tiny_checkpoint(tmp_path_factory)

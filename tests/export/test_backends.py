@@ -43,3 +43,15 @@ def test_model_file_must_fit_backend_and_checkpoint(tiny_checkpoint, tmp_path):
         load_predictor(tiny_checkpoint, backend="onnxruntime", model_file=tmp_path / "m.onnx")
     with pytest.raises(SeglabError, match="unknown backend 'tensorrt'; valid choices: onnxruntime, torch, torchscript"):
         load_predictor(tiny_checkpoint, backend="tensorrt")
+
+
+def test_cli_predict_backend_writes_the_same_instances(tiny_checkpoint, image, tmp_path):
+    from seglab.cli import main
+    from seglab.data.io import read_label, write_image
+
+    write_image(tmp_path / "in" / "a.png", image[0])
+    for backend in ("torch", "onnxruntime"):
+        assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "in"),
+                     "--output", str(tmp_path / backend), "--tile", "64", "--backend", backend]) == 0
+    torch_map = read_label(tmp_path / "torch" / "a_instances.tif")
+    assert torch_map.max() >= 10 and np.array_equal(read_label(tmp_path / "onnxruntime" / "a_instances.tif"), torch_map)

@@ -57,3 +57,12 @@ def train_tiny_checkpoint(path: Path, steps: int = 150) -> Path:
         opt.step()
     save_checkpoint(path, model.eval(), tiny_meta())
     return path
+
+
+def shared_tiny_checkpoint(tmp_path_factory) -> Path:
+    """One trained tiny checkpoint per test session, shared by the export and serve tests."""
+    path = tmp_path_factory.getbasetemp() / "tiny-shared" / "tiny.ckpt"
+    if not path.is_file():
+        path.parent.mkdir(exist_ok=True)
+        train_tiny_checkpoint(path)
+    return path

@@ -10,7 +10,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
 
-from tiny_model import train_tiny_checkpoint  # noqa: E402
+from tiny_model import shared_tiny_checkpoint  # noqa: E402
 
 from seglab.data.synthetic import synth_tile  # noqa: E402
 
@@ -25,7 +25,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.ckpt")
+    return shared_tiny_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -207,7 +207,20 @@ def _run(predictor: Any, data: bytes, kind: str) -> tuple[np.ndarray, np.ndarray
         labels, scores = predict_image(predictor, image)
     except SeglabError as exc:  # e.g. a channel count the model cannot take
         raise HTTPProblem(400, str(exc).replace("upload: ", "")) from None
+    finally:
+        _release_memory()
     return image, labels, scores
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the system (glibc keeps per-thread arenas at their high-water mark,
+    so a server's RSS would otherwise creep up with every concurrent peak)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 async def _read_input(request: Any, roots: list[Path]) -> tuple[bytes, str]:
