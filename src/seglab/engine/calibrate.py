@@ -13,7 +13,9 @@ tries the midpoints between the best value and its neighbours once. The choice i
 under ``decoder["calibration"]``.
 
 One option per decoder (:data:`GRIDS`; :data:`THRESHOLD_MARKERS` for the 3-class watershed run with
-``markers="threshold"``); an option the user set in ``decoder_kwargs`` is left as set. Mask R-CNN and the semantic task are not calibrated.
+``markers="threshold"``); an option the user set in ``decoder_kwargs`` is left as set. A panoptic
+model is calibrated on its 3-class instance channels; Mask R-CNN and the semantic task are not
+calibrated.
 """
 
 from __future__ import annotations
@@ -187,13 +189,15 @@ def calibrate_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt["seglab"]
     decoder = meta.get("decoder") or {}
-    if meta.get("task") != "instance" or decoder.get("name") not in GRIDS or not samples:
+    if meta.get("task") not in ("instance", "panoptic") or decoder.get("name") not in GRIDS or not samples:
         return None
     if grid(decoder["name"], {**(decoder.get("kwargs") or {}), **user_kwargs})[0] in user_kwargs:  # type: ignore[index]
         return None
     predictor = Predictor(build_model(ckpt, checkpoint), meta, tile=tile, device=device)  # no second read
     chosen = list(samples)[:MAX_IMAGES]
-    stacks = [predictor.predict_probs(read_image(s.image)) for s in chosen]
+    # a panoptic model's first three channels are its 3-class instance head; the class head follows
+    channels = slice(0, 3) if meta["task"] == "panoptic" else slice(None)
+    stacks = [predictor.predict_probs(read_image(s.image))[channels] for s in chosen]
     truths = [read_label(s.label) for s in chosen]
     record = choose(decoder["name"], dict(decoder.get("kwargs") or {}), stacks, truths)
     decoder.setdefault("kwargs", {})[record["option"]] = record["value"]

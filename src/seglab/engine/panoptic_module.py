@@ -138,30 +138,3 @@ class PanopticModule(SegmentationModule):
         self.log("val/pq_things", scores["pq_things"], sync_dist=True)
         self.log("val/pq_stuff", scores["pq_stuff"], sync_dist=True)
         self.log("val/mpq_plus", float(pq_from_counts(*types).mean()), prog_bar=True, sync_dist=True)
-
-
-def calibrate_panoptic(checkpoint: Any, samples: list[Any], *, user_kwargs: dict[str, Any], tile: int | None,
-                       device: str = "cpu") -> dict[str, Any] | None:
-    """:func:`seglab.engine.calibrate.calibrate_checkpoint` for a panoptic checkpoint: the instance
-    decoder's option is chosen on the validation images' 3-class channels (mean AJI, as there)."""
-    from seglab.data.io import read_image, read_label
-    from seglab.engine.calibrate import GRIDS, MAX_IMAGES, choose, grid
-    from seglab.fileio import atomic_path
-    from seglab.inference import Predictor
-    from seglab.spec.checkpoint import build_model, load_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
-    meta = ckpt["seglab"]
-    decoder = meta.get("decoder") or {}
-    kwargs = dict(decoder.get("kwargs") or {})
-    if decoder.get("name") not in GRIDS or not samples or grid(decoder["name"], {**kwargs, **user_kwargs})[0] in user_kwargs:
-        return None
-    predictor = Predictor(build_model(ckpt, checkpoint), meta, tile=tile, device=device)
-    chosen = list(samples)[:MAX_IMAGES]
-    record = choose(decoder["name"], kwargs, [predictor.predict_probs(read_image(s.image))[:3] for s in chosen],
-                    [read_label(s.label) for s in chosen])
-    decoder.setdefault("kwargs", {})[record["option"]] = record["value"]
-    decoder["calibration"] = {**record, "scores": {str(k): v for k, v in record["scores"].items()}}
-    with atomic_path(checkpoint, durable=True) as tmp:
-        torch.save(ckpt, tmp)
-    return record

@@ -280,9 +280,6 @@ def _calibrate(best: Path, val_samples: list[Any], config: TrainConfig) -> None:
     """Choose the decoder's main threshold on the validation images (seglab.engine.calibrate)."""
     from seglab.engine.calibrate import calibrate_checkpoint
 
-    if config.task == "panoptic":  # the same choice on the instance channels
-        from seglab.engine.panoptic_module import calibrate_panoptic as calibrate_checkpoint
-
     device = "cuda" if _on_gpu(config) else "cpu"
     from seglab.inference.predictor import default_tile
 
