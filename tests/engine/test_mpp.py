@@ -38,3 +38,12 @@ def test_the_images_mpp_reaches_the_checkpoint_metadata(tiny, data_at_half_micro
 def test_a_bad_mpp_names_the_key():
     with pytest.raises(ConfigError, match="mpp"):
         resolve_config(None, {"data": "d", "out": "o", "mpp": -1})
+
+
+def test_train_mpp_flag_pins_the_config_key():
+    from seglab.cli import build_parser
+    from seglab.cli.train import _OVERRIDES
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--mpp", "0.3"])
+    config = resolve_config(None, {key: getattr(args, key) for key in _OVERRIDES})
+    assert config.mpp == 0.3 and "mpp" in config.model_fields_set

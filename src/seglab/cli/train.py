@@ -10,7 +10,7 @@ _OVERRIDES = (
     "data", "val", "task", "method", "model", "encoder", "loss", "minutes", "epochs", "max_steps",
     "devices", "strategy", "accelerator", "num_nodes", "batch_size", "patch", "patches_per_image",
     "lr", "workers", "seed", "num_classes", "augment", "precision", "out", "foreground_sampling",
-    "ema_decay", "early_stop_patience", "encoder_lr_scale",
+    "ema_decay", "early_stop_patience", "encoder_lr_scale", "mpp",
 )
 
 
@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema-decay", "--ema", type=float, metavar="DECAY", help="validate and save a moving average of the weights, e.g. 0.999")
     p.add_argument("--early-stop-patience", "--early-stop", type=int, metavar="N",
                    help="stop after N validations without a better score")
+    p.add_argument("--mpp", type=float, metavar="UM_PER_PX",
+                   help="µm per pixel of the training images (default: from their metadata); saved in the checkpoint")
     p.add_argument("--num-classes", type=int, help="semantic task (default: from the labels)")
     p.add_argument("--augment", choices=["none", "default", "strong"])
     p.add_argument("--precision", choices=["auto", "32", "16-mixed", "bf16-mixed"])
