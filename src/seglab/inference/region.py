@@ -4,14 +4,19 @@
 the whole image gives them: the tiles lie on the image's global grid
 (:func:`~seglab.inference.sliding.tile_starts`) and every tile that overlaps the region is
 blended in, so a block and its margin see the same probabilities as the one-pass predictor
-(to float rounding). Tiles shared with the next block to the right are kept (a column of tiles);
+(to float rounding). Tiles shared with the next block to the right are kept (a column of tiles,
+assuming the next region starts ``2 * margin`` before this one ends, as blocks do);
 those shared with the block row below are run again (keeping them would hold a row of tiles
 as wide as the slide).
 
-Background skipping: a tile whose box (in level-0 pixels: the region's pixels times ``scale``)
-holds no tissue by ``covers(y0, y1, x0, x1)`` is not run; its probabilities are the background
-(``[1, 0, ...]`` for soft-max stacks, zeros for a foreground-first stack), and it is counted as
-skipped. A region with no tissue under any of its tiles decodes to nothing.
+Background skipping: each tile *owns* a cell of the image, from the middle of its overlap with
+the previous tile to the middle of its overlap with the next (the cells partition the image, and
+a tile's blending weight is highest there). A tile whose cell (in level-0 pixels: the cell times
+``scale``) holds no tissue by ``covers(y0, y1, x0, x1)`` is not run; its probabilities are the
+background (``[1, 0, ...]`` for soft-max stacks, zeros for a foreground-first stack), and it is
+counted as skipped. Every tissue pixel thus lies in the cell of a tile that runs; near the tissue
+border its probability blends with the background of skipped neighbours. A region with no tissue
+under any of its tiles decodes to nothing.
 
 :class:`RegionLabels` turns those probabilities into the region's local labels (the checkpoint's
 decoder, or the arg-max class for the semantic task); :class:`RegionDetections` runs Mask R-CNN
@@ -46,8 +51,10 @@ class TileCounts:
         self.seen: dict[tuple[int, int], bool] = {}  # tile origin -> has tissue
         self.passes = 0
 
-    def has_tissue(self, y: int, x: int, h: int, w: int) -> bool:
-        key = (y, x)
+    def has_tissue(self, y: int, x: int, h: int, w: int, *, key: tuple[int, int] | None = None) -> bool:
+        """Whether the box ``[y, y + h) x [x, x + w)`` (pixels of the image) holds tissue; the
+        answer is counted once per ``key`` (default: the box's corner, i.e. the tile)."""
+        key = (y, x) if key is None else key
         if key not in self.seen:
             s = self.scale
             self.seen[key] = self.covers is None or bool(self.covers(int(y * s), int(np.ceil((y + h) * s)),
@@ -84,6 +91,7 @@ class RegionProbs(TileCounts):
             raise ValueError(f"region prediction needs an image of at least one tile ({tile} px), got {height}x{width}")
         self.predictor, self.source, self.value_range = predictor, source, value_range
         self.ys, self.xs = tile_starts(height, tile, predictor.overlap), tile_starts(width, tile, predictor.overlap)
+        self.own_y, self.own_x = owned_cells(self.ys, tile, height), owned_cells(self.xs, tile, width)
         self.weights = weight_map(tile, tile, predictor.blend).numpy()
         self.fn = predictor._predict_fn()
         self.cache: dict[tuple[int, int], np.ndarray] = {}
@@ -93,7 +101,7 @@ class RegionProbs(TileCounts):
         """``K x h x w`` float32 probabilities of ``[y0, y1) x [x0, x1)``, or ``None`` without tissue."""
         t = self.tile
         origins = [(ty, tx) for ty in self.ys if ty < y1 and ty + t > y0 for tx in self.xs if tx < x1 and tx + t > x0]
-        live = [o for o in origins if self.has_tissue(*o, t, t)]
+        live = [o for o in origins if self._live(*o)]
         if not live:
             self.cache.clear()
             return None
@@ -116,8 +124,14 @@ class RegionProbs(TileCounts):
             acc[:, a - y0 : b - y0, c - x0 : d - x0] += w * part
             norm[a - y0 : b - y0, c - x0 : d - x0] += w
         used = set(origins)
-        self.cache = {o: p for o, p in self.cache.items() if o in used and o[1] + t > x1}  # the next block's
+        reach = x1 - 2 * max(int(self.predictor.margin), 1)  # where the next block's region starts
+        self.cache = {o: p for o, p in self.cache.items() if o in used and o[1] + t > reach}
         return acc / norm
+
+    def _live(self, ty: int, tx: int) -> bool:
+        """A tile runs when its own cell holds tissue (module docstring)."""
+        (a, b), (c, d) = self.own_y[ty], self.own_x[tx]
+        return self.has_tissue(a, c, b - a, d - c, key=(ty, tx))
 
     def _run(self, origins: list[tuple[int, int]]) -> None:
         t, p = self.tile, self.predictor
@@ -134,6 +148,13 @@ class RegionProbs(TileCounts):
                     self.cache[o] = probs
         if self.background is None:
             self.background = background_probs(p, out.shape[1])
+
+
+def owned_cells(starts: list[int], tile: int, size: int) -> dict[int, tuple[int, int]]:
+    """Each tile's own cell along one axis: from the middle of its overlap with the previous tile
+    to the middle of its overlap with the next (the cells partition ``[0, size)``)."""
+    cuts = [0] + [(starts[i - 1] + tile + starts[i]) // 2 for i in range(1, len(starts))] + [size]
+    return {s: (cuts[i], cuts[i + 1]) for i, s in enumerate(starts)}
 
 
 def background_probs(predictor: Any, channels: int) -> np.ndarray:

@@ -133,7 +133,7 @@ def predict_slide(
             roots = stitcher.uf.roots()
             objects.finish(roots, lambda a, b, c, d: ids[a:b, c:d])
             stream.close()
-        tile_fn = _level0_tiles(ids, scale, (height, width), roots)
+        tile_fn = _level0_tiles(ids, scale, (height, width), None if roots is None else roots.astype(np.uint32))
         with atomic_path(paths["classes" if semantic else "instances"]) as tmp:
             write_pyramid(tmp, shape0, np.uint8 if semantic else np.uint32, tile_fn, tile=CHUNK, mpp=mpp, scratch=scratch)
         preview.save(paths["overlay"])
@@ -154,7 +154,7 @@ def _level0_tiles(ids: Any, scale: float, shape: tuple[int, int], roots: np.ndar
         else:
             ys = np.minimum(((np.arange(y0, y1) + 0.5) / scale).astype(np.int64), height - 1)
             rows = ids[int(ys[0]) : int(ys[-1]) + 1][ys - ys[0]][:, xs]
-        return rows if roots is None else roots[rows].astype(np.uint32)
+        return rows if roots is None else roots[rows]
 
     return banded(band)
 
