@@ -98,3 +98,13 @@ def test_cli_names_match_the_registry():
     from seglab.experiments import EXPERIMENTS
 
     assert tuple(EXPERIMENTS) == NAMES
+
+
+def test_index_lists_what_the_folder_holds(tmp_path):
+    from seglab.experiments import run_experiment
+
+    run_experiment("receptive-field", out=tmp_path, quick=True)
+    index = (tmp_path / "index.md").read_text()
+    record = load_outcome(tmp_path, "receptive-field")
+    assert "[receptive-field](receptive-field.md)" in index and record["result"] in index
+    assert "memory" not in index

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 # the names of seglab.experiments.EXPERIMENTS (kept here so that --help imports nothing heavy)
@@ -34,6 +35,8 @@ def _log(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the memory experiment runs torch's profiler, whose CPU-only build logs a spurious GPU "ERROR" line
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from seglab.cli.process import configure_training
     from seglab.errors import unknown_choice
     from seglab.experiments import EXPERIMENTS, run_all, run_experiment

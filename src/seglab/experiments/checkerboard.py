@@ -33,8 +33,8 @@ DECODERS = {
 def settings(quick: bool) -> dict:
     if quick:
         return {"size": 64, "width": 8, "steps": 40, "batch": 4, "train_tiles": 16, "test_tiles": 4}
-    return {"size": 64, "width": 8, "steps": 150, "batch": 8, "train_tiles": 32, "test_tiles": 8,
-            "scaled": "Scaled down from 128 px tiles, width 16 and 300 steps so that the gallery runs on a shared 2-core CPU. "}
+    return {"size": 64, "width": 8, "steps": 300, "batch": 8, "train_tiles": 32, "test_tiles": 8,
+            "scaled": "Scaled down from 128 px tiles and width 16 so that the gallery runs on a shared 2-core CPU. "}
 
 
 class UpLevel(nn.Module):

@@ -73,11 +73,14 @@ def _figure(data: dict, rows: dict, out: Path) -> str:
         values = [v if math.isfinite(v) else float("nan") for v in layers]
         ax2.plot(range(1, len(values) + 1), values, ".-", color=f"C{i}", label=name)
     ax2.set(yscale="log", xlabel="conv / pool op (execution order)", ylabel="theoretical RF (px)",
-            title="library models (gap = global pooling)")
+            title="library models (dips: parallel branches; gap: global pooling)")
     ax2.legend(fontsize=7)
     last = rows["allconv"]["last_map"]
-    ax3.imshow(last, cmap="magma")
-    ax3.set(title=f"allconv depth {data['depths'][-1]}: |d centre / d input|", xticks=[], yticks=[])
+    half = min(last.shape[0] // 2, int(data["families"]["allconv"]["theoretical"][-1]))  # +-1 theoretical RF
+    c = last.shape[0] // 2
+    ax3.imshow(last[c - half:c + half + 1, c - half:c + half + 1], cmap="magma")
+    ax3.set(title=f"allconv depth {data['depths'][-1]}: |d centre / d input|\n(window of 2x its theoretical RF)",
+            xticks=[], yticks=[])
     return save_figure(fig, out / "receptive-field.png")
 
 

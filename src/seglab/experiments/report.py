@@ -79,6 +79,14 @@ def write_outcome(outcome: Outcome, out: Path) -> None:
     write_text_atomic(out / f"{outcome.name}.md", markdown(outcome))
 
 
+def read_outcome(path: Path) -> Outcome:
+    """An ``Outcome`` back from its ``NAME.json``."""
+    import json
+
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    return Outcome(**{k: record[k] for k in ("name", "title", "claim", "setup", "result", "holds", "data", "figures")})
+
+
 def write_index(outcomes: list[Outcome], out: Path) -> None:
     """``out/index.md`` (a table of claims and verdicts, then each result) and ``out/index.json``."""
     lines = ["# The lecture's claims, reproduced", "", "| experiment | claim | verdict |", "|---|---|---|"]

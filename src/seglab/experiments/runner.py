@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seglab.errors import unknown_choice
-from seglab.experiments.report import Outcome, write_index, write_outcome
+from seglab.experiments.report import Outcome, read_outcome, write_index, write_outcome
 
 # name -> module with ``run(*, out: Path, quick: bool, log) -> Outcome``
 EXPERIMENTS = {
@@ -28,6 +28,8 @@ def _quiet(message: str) -> None:
 def run_experiment(name: str, *, out: str | Path, quick: bool = False, log: Callable[[str], None] = _quiet) -> Outcome:
     """Run experiment ``name`` and write ``out/NAME.json``, ``out/NAME.md`` and its figures.
 
+    ``out/index.md`` is rewritten to list every experiment whose JSON the folder holds.
+
     Raises:
         ConfigError: unknown name (the valid ones listed).
     """
@@ -40,14 +42,14 @@ def run_experiment(name: str, *, out: str | Path, quick: bool = False, log: Call
     outcome.data["seconds"] = round(time.perf_counter() - start, 1)
     outcome.data["quick"] = quick
     write_outcome(outcome, out)
+    write_index([read_outcome(out / f"{n}.json") for n in EXPERIMENTS if (out / f"{n}.json").is_file()], out)
     return outcome
 
 
 def run_all(*, out: str | Path, quick: bool = False, log: Callable[[str], None] = _quiet) -> list[Outcome]:
-    """Run every experiment in ``EXPERIMENTS`` order, then write ``out/index.md`` and ``index.json``."""
+    """Run every experiment in ``EXPERIMENTS`` order (``out/index.md`` lists them all at the end)."""
     outcomes = []
     for name in EXPERIMENTS:
         log(f"== {name}")
         outcomes.append(run_experiment(name, out=out, quick=quick, log=log))
-    write_index(outcomes, Path(out))
     return outcomes
