@@ -103,3 +103,13 @@ def test_bad_slides(cli, setup, tmp_path, capsys):
     err = _fails_in_one_line(cli, setup, capsys, tmp_path / "o3", "--input", setup / "slides" / "s1.ome.tif",
                              "--tissue", bad / "mask.png")
     assert "mask.png" in err
+
+
+def test_unknown_model_resolution_is_a_warning_line(cli, setup, tmp_path, capsys):
+    ckpt = torch.load(setup / "m.ckpt", weights_only=True)
+    ckpt["seglab"]["mpp"] = None
+    torch.save(ckpt, tmp_path / "no_mpp.ckpt")
+    slide = setup / "slides" / "s2.ome.tif"
+    assert cli("--checkpoint", tmp_path / "no_mpp.ckpt", "--input", slide, "--output", tmp_path / "out", *FAST) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and "µm/px unknown" in warnings[0] and "s2.ome.tif" in warnings[0]
