@@ -125,8 +125,7 @@ class ObjectWriter:
         self.area_px += area
         if self.stream is None:
             return
-        polygons = [[[[round(x * k, 3), round(y * k, 3)] for x, y in ring] for ring in poly]
-                    for poly in mask_polygons(mask, int(s[0]), int(s[1]))]
+        polygons = mask_polygons(mask, int(s[0]), int(s[1]), scale=k)
         props: dict[str, Any] = {
             "id": oid, "area": round(area, 1) if k != 1 else int(area),
             "centroid": [round((s[6] / s[4] + 0.5) * k, 3), round((s[5] / s[4] + 0.5) * k, 3)],

@@ -97,12 +97,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] =
     return out
 
 
-def mask_polygons(mask: np.ndarray, r0: int, c0: int) -> list[list[list[list[float]]]]:
+def mask_polygons(mask: np.ndarray, r0: int, c0: int, scale: float = 1.0) -> list[list[list[list[float]]]]:
     """GeoJSON polygons of a binary crop: one per 4-connected piece, largest first, each its
     exterior ring (counter-clockwise) then its holes (clockwise), closed ``[x, y]`` points.
 
     Marching squares (``fully_connected="low"``) joins foreground pixels through edges only, as
     ``ndi.label``'s default does, so each piece's contours are its exterior plus one per hole.
+    ``scale`` multiplies the coordinates (level-0 pixels per pixel of ``mask``).
     """
     from skimage.measure import find_contours
 
@@ -116,7 +117,7 @@ def mask_polygons(mask: np.ndarray, r0: int, c0: int) -> list[list[list[list[flo
         # -1 for the pad, -0.5 from pixel centres to the pixel-corner convention
         rings = [np.stack([c[:, 1] + c0 + cols.start - 0.5, c[:, 0] + r0 + rows.start - 0.5], axis=1) for c in contours]
         rings.sort(key=lambda r: -abs(_ring_area(r)))  # the exterior encloses the most
-        polygons.append([_oriented(rings[0], ccw=True)] + [_oriented(r, ccw=False) for r in rings[1:]])
+        polygons.append([_oriented(rings[0] * scale, ccw=True)] + [_oriented(r * scale, ccw=False) for r in rings[1:]])
     return polygons
 
 
