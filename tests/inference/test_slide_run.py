@@ -10,8 +10,8 @@ import torch
 from skimage.draw import disk
 
 from seglab.inference import ArraySource, Predictor
-from seglab.inference.sliding import tile_starts
 from seglab.inference.slide_run import predict_slide, slide_output_paths
+from seglab.inference.sliding import tile_starts
 from seglab.metrics.instance import aji
 from seglab.spec.checkpoint import make_meta
 
