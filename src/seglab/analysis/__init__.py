@@ -1,16 +1,15 @@
 """Why models are built the way they are: receptive field, memory of a training step, FLOPs,
-up-sampling artefacts and boundary accuracy.
+and up-sampling artefacts.
 
 ``receptive_field`` traces the real operator graph; ``memory_profile`` measures the tensors
 autograd saves for backward against the parameters; ``count_flops`` uses torch's flop counter.
 All three run on the ``meta`` device, so they cost neither time nor memory.
 ``measured_peak_bytes`` runs a real CPU step under torch's profiler; ``effective_receptive_field``
 back-propagates from one output pixel (Luo et al. 2016); ``polyphase_ripple`` and
-``checkerboard_energy`` measure checkerboard artefacts; ``boundary_f1`` scores boundaries.
+``checkerboard_energy`` measure checkerboard artefacts (boundary F1 is in :mod:`seglab.metrics`).
 """
 
 from seglab.analysis.artifacts import checkerboard_energy, polyphase_ripple, power_spectrum
-from seglab.analysis.boundary import boundary_f1
 from seglab.analysis.effective_rf import effective_receptive_field, effective_rf_size
 from seglab.analysis.memory import (
     MemoryReport,
@@ -29,7 +28,6 @@ from seglab.analysis.receptive_field import (
 __all__ = [
     "MemoryReport",
     "ReceptiveField",
-    "boundary_f1",
     "budget_side",
     "checkerboard_energy",
     "count_flops",

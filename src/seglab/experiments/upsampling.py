@@ -4,7 +4,7 @@ bring it back, whatever the up-sampling.
 The library's ``encdec`` (no skips) and ``unet`` (skips), same depth and widths, each with the four
 up-sampling modes of ``seglab.models.blocks`` (``nearest``, ``maxunpool``, ``transposed``,
 ``resize_conv``), trained the same way on the synthetic nuclei (foreground vs background) and
-scored on held-out tiles: mIoU and the boundary F1 (tolerance 2 px, ``seglab.analysis.boundary_f1``).
+scored on held-out tiles: mIoU and the boundary F1 (tolerance 2 px, ``seglab.metrics.boundary_f1``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ def settings(quick: bool) -> dict:
 
 def score(model: nn.Module, images: torch.Tensor, target: torch.Tensor) -> tuple[dict, np.ndarray]:
     """mIoU (pooled confusion matrix) and mean boundary F1 over the tiles; the predictions."""
-    from seglab.analysis import boundary_f1
-    from seglab.metrics import confusion_matrix, scores_from_matrix
+    from seglab.metrics import boundary_f1, confusion_matrix, scores_from_matrix
 
     model.eval()
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Segmentation metrics: pixel (confusion matrix), instance (AJI, AJI+, PQ, F1) and panoptic.
+"""Segmentation metrics: pixel (confusion matrix), boundary F1, instance (AJI, AJI+, PQ, F1) and panoptic.
 
 Everything is vectorised (bincount over paired labels) and accepts numpy arrays or torch
 tensors. Data-set figures exist as the mean over images and pooled over all images; see
@@ -6,6 +6,7 @@ tensors. Data-set figures exist as the mean over images and pooled over all imag
 """
 
 from seglab.metrics.aggregate import InstanceMetrics
+from seglab.metrics.boundary import boundary_f1
 from seglab.metrics.evaluate import evaluate_folders, format_table
 from seglab.metrics.instance import aji, aji_plus, foreground_dice, object_f1, panoptic_quality
 from seglab.metrics.overlap import Overlaps, pair_overlaps
@@ -19,6 +20,7 @@ __all__ = [
     "PanopticMetrics",
     "aji",
     "aji_plus",
+    "boundary_f1",
     "confusion_matrix",
     "evaluate_folders",
     "foreground_dice",

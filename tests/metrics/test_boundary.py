@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seglab.analysis import boundary_f1
+from seglab.metrics import boundary_f1
 
 
 def slow_boundary_f1(gt, pred, tol):
