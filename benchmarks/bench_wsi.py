@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/bench_wsi.py [--sizes 10000,30000,60000] [--quick] [--work DIR]``
 
-1. Model: a small seglab U-Net (``depth=3, base_channels=8``, 0.12 M parameters) trained for
+1. Model: a small seglab U-Net (``depth=3, base_channels=8``, 0.12 M parameters; ``--width``) trained for
    ``--train-seconds`` (60) on patches of the synthetic slides' own renderer
    (:mod:`seglab.data.synthetic_slide`: pink tissue, purple nuclei of 3.5 µm radius) at
    0.5 µm/px, three-class targets; saved as a checkpoint recording ``mpp = 0.5``.
@@ -46,7 +46,7 @@ MODEL = {"in_channels": 3, "num_classes": 3, "depth": 3, "base_channels": 8}
 SLIDE_MPP, MODEL_MPP = 0.25, 0.5
 
 
-def train_checkpoint(path: Path, seconds: float, seed: int = 0) -> int:
+def train_checkpoint(path: Path, seconds: float, seed: int = 0, width: int = 8) -> int:
     """Train the small U-Net on rendered slide patches for ``seconds``; returns the step count."""
     from scipy import ndimage as ndi
 
@@ -66,7 +66,8 @@ def train_checkpoint(path: Path, seconds: float, seed: int = 0) -> int:
         nuclei = _nuclei(ys, xs, spacing=12 / SLIDE_MPP, radius=3.5 / SLIDE_MPP, seed=seed) & _inside(islands, ys, xs)
         return render(islands, ys, xs, mpp=SLIDE_MPP, seed=seed), ndi.label(nuclei)[0]
 
-    model = create_model("unet", **MODEL)
+    kwargs = {**MODEL, "base_channels": width}
+    model = create_model("unet", **kwargs)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     mean, std = 0.8, 0.15
     start, steps = time.perf_counter(), 0
@@ -79,7 +80,7 @@ def train_checkpoint(path: Path, seconds: float, seed: int = 0) -> int:
         loss.backward()
         opt.step()
         steps += 1
-    meta = make_meta(task="instance", model_name="unet", model_kwargs=MODEL, method="three_class",
+    meta = make_meta(task="instance", model_name="unet", model_kwargs=kwargs, method="three_class",
                      preprocessing={"in_channels": 3, "mean": [mean] * 3, "std": [std] * 3},
                      decoder={"name": "three_class_watershed", "kwargs": {"min_size": 10}}, patch_size=128, mpp=MODEL_MPP)
     save_checkpoint(path, model, meta)
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/bench_wsi", help="folder for the checkpoint, slides and outputs")
     parser.add_argument("--train-seconds", type=float, default=60)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--width", type=int, default=8, help="the U-Net's channels at full resolution (8: 0.12 M parameters)")
     parser.add_argument("--monai-size", type=int, default=10000)
     parser.add_argument("--skip", default="", help="parts to leave out: monai,invariance,none")
     parser.add_argument("--json", default=None, help="also write the figures here")
@@ -201,8 +203,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / "unet.ckpt"
     if not ckpt.is_file():
-        steps = train_checkpoint(ckpt, args.train_seconds)
-        print(f"model: U-Net depth 3 x 8 channels trained {steps} steps on rendered slide patches -> {ckpt}")
+        steps = train_checkpoint(ckpt, args.train_seconds, width=args.width)
+        print(f"model: U-Net depth 3 x {args.width} channels trained {steps} steps on rendered slide patches -> {ckpt}")
     figures: dict = {"slides": {}}
     for size in sizes:
         slide = work / f"slide{size}.ome.tif"
