@@ -116,9 +116,10 @@ def _run_parallel(args: argparse.Namespace, inputs: list) -> int:
     mp.start_processes(_worker, args=(vars(args), [str(p) for p in inputs], node, failures), nprocs=args.devices,
                        join=True, start_method="spawn")
     if args.coco:
+        from seglab.inference.slide_run import input_stem
         from seglab.inference.writers import output_paths, write_coco_folder
 
-        write_coco_folder(args.output, [output_paths(args.output, p.stem, coco=True)["coco"] for p in inputs])
+        write_coco_folder(args.output, [output_paths(args.output, input_stem(p), coco=True)["coco"] for p in inputs])
     world = args.devices * args.num_nodes
     mine = len([p for i, p in enumerate(inputs) if i % world // args.devices == node])
     done = mine - sum(failures)

@@ -25,7 +25,12 @@ import numpy as np
 from seglab.data.io import IMAGE_SUFFIXES
 from seglab.errors import DataError, SeglabError
 from seglab.inference.slide import SlideSource
-from seglab.inference.slide_run import open_input, predict_slide_file, slide_output_paths
+from seglab.inference.slide_run import (
+    input_stem,
+    open_input,
+    predict_slide_file,
+    slide_output_paths,
+)
 from seglab.inference.source import check_finite
 from seglab.inference.summary import merge_summary
 from seglab.inference.writers import (
@@ -57,9 +62,9 @@ def expand_inputs(spec: str | Path) -> list[Path]:
         raise DataError(spec, "no image files found (expected a file, a folder of images or a glob pattern)")
     stems: dict[str, Path] = {}
     for f in files:
-        if f.stem in stems:
-            raise DataError(f, f"shares its stem with {stems[f.stem]}; outputs would collide")
-        stems[f.stem] = f
+        if input_stem(f) in stems:
+            raise DataError(f, f"shares its stem with {stems[input_stem(f)]}; outputs would collide")
+        stems[input_stem(f)] = f
     return files
 
 
@@ -164,18 +169,18 @@ def predict_files(
                 failed.add(path)
                 on_error(exc)
                 continue
-            rows = merge_summary(summary_path, {path.stem: row})
+            rows = merge_summary(summary_path, {input_stem(path): row})
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if coco and predictor.task == "instance":
-        write_coco_folder(out_dir, [output_paths(out_dir, p.stem, coco=True)["coco"] for p in inputs if p not in failed])
+        write_coco_folder(out_dir, [output_paths(out_dir, input_stem(p), coco=True)["coco"] for p in inputs if p not in failed])
     return rows or read_summary(summary_path)
 
 
 def _done(path: Path, out_dir: Path, task: str, coco: bool) -> bool:
     return any(all(p.is_file() for p in paths.values()) for paths in (
-        output_paths(out_dir, path.stem, task=task, coco=coco), slide_output_paths(out_dir, path.stem, task=task)))
+        output_paths(out_dir, input_stem(path), task=task, coco=coco), slide_output_paths(out_dir, input_stem(path), task=task)))
 
 
 def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: bool, progress: Progress) -> dict[str, Any]:
@@ -192,9 +197,9 @@ def _predict_one(predictor: Any, source: Any, path: Path, out_dir: Path, coco: b
         scores = tap.scores(labels)
     else:
         labels = predictor.predict_source(source, on_tiles=progress.tiles)
-    write_outputs(out_dir, path.stem, source.read_all(), labels, task=predictor.task, coco=coco, file_name=path.name,
+    write_outputs(out_dir, input_stem(path), source.read_all(), labels, task=predictor.task, coco=coco, file_name=path.name,
                   scores=scores)
-    row = summary_row(path.stem, labels, time.perf_counter() - start, task=predictor.task)
+    row = summary_row(input_stem(path), labels, time.perf_counter() - start, task=predictor.task)
     what = f"{row['instances']} instances" if predictor.task == "instance" else "classes"
     progress.line(f"{what}, {row['seconds']} s")
     return row

@@ -47,6 +47,13 @@ from seglab.inference.summary import slide_summary_row
 CHUNK = 256  # scratch zarr chunk and TIFF tile
 
 
+def input_stem(path: str | Path) -> str:
+    """The name outputs are named after: the file name without its suffix, and without the
+    ``.ome`` of an OME-TIFF (``a.ome.tif`` -> ``a``)."""
+    stem = Path(path).stem
+    return stem[:-4] if stem.lower().endswith(".ome") and len(stem) > 4 else stem
+
+
 def slide_output_paths(out_dir: str | Path, stem: str, *, task: str = "instance") -> dict[str, Path]:
     """The files the block pipeline writes for one slide (what ``--skip-existing`` checks)."""
     out_dir = Path(out_dir)
@@ -219,12 +226,12 @@ def predict_slide_file(predictor: Any, slide: Any, out_dir: str | Path, *, tissu
                                     f"smaller than one tile ({predictor.tile} px)")
     mask = None if str(tissue) == "none" else detect_tissue(slide, tissue)
     row = predict_slide(
-        predictor, view, out_dir, slide.path.stem, slide=slide, covers=None if mask is None else mask.covers,
+        predictor, view, out_dir, input_stem(slide.path), slide=slide, covers=None if mask is None else mask.covers,
         scale=scale, mpp=slide.mpp, tissue_mm2=None if mask is None else mask.area_mm2(slide.mpp),
         on_blocks=None if progress is None else progress.blocks,
     )
     if mask is not None:
-        mask.save_png(Path(out_dir) / f"{slide.path.stem}_tissue.png")
+        mask.save_png(Path(out_dir) / f"{input_stem(slide.path)}_tissue.png")
     row["seconds"] = f"{time.perf_counter() - start:.3f}"  # with tissue detection
     if progress is not None:
         what = f"{row['instances']} objects" if predictor.task == "instance" else "classes"
