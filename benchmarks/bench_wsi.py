@@ -117,7 +117,9 @@ def seglab_predict(ckpt: Path, slide: Path, out: Path, threads: int, *extra: str
     cmd = [PY, "-m", "seglab", "predict", "--checkpoint", str(ckpt), "--input", str(slide), "--output", str(out),
            "--tile", "256", "--workers", "0", *extra]
     seconds, rss = measured(cmd, threads)
-    row = next(r for r in csv.DictReader((out / "summary.csv").open()) if r["stem"] == slide.stem)
+    from seglab.inference.slide_run import input_stem
+
+    row = next(r for r in csv.DictReader((out / "summary.csv").open()) if r["stem"] == input_stem(slide))
     tissue_mp = float(row["tissue_mm2"]) / MODEL_MPP**2  # mm² -> MP at the model's µm/px
     inner = float(row["seconds"])  # the slide's prediction, without starting Python and loading torch
     return {"seconds": seconds, "inner_s": inner, "rss_mb": rss, "objects": int(row["instances"]),
