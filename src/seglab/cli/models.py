@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
                 model = create_model(name, num_classes=2)
             macs = count_flops(model, 256) / 2
             print(f"{name:<15}{count_parameters(model):>14,}{macs / 1e9:>12.2f}  {cls.__module__}.{cls.__name__}")
-        for name, cls in DETECTION_MODELS.items():  # data-dependent graph: no MAC count
+        for name, where in DETECTION_MODELS.items():  # data-dependent graph: no MAC count
             with torch.device("meta"):
                 model = create_model(name, num_classes=2)
-            print(f"{name:<15}{count_parameters(model):>14,}{'-':>12}  {cls.__module__}.{cls.__name__}")
+            print(f"{name:<15}{count_parameters(model):>14,}{'-':>12}  {where.replace(':', '.')}")
         return 0
 
     if args.analyze in DETECTION_MODELS:

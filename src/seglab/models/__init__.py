@@ -4,7 +4,7 @@ Every model is encoder -> decoder -> heads through ``seglab.models.base.Segmenta
 whose docstring states the output contract (logits ``N x num_classes x H x W`` for any ``H x W``;
 a dict when ``aux_heads`` or deep supervision add outputs). ``MODELS`` maps each name to its
 class; a model's keyword arguments are its class's ``__init__`` arguments. ``DETECTION_MODELS``
-holds the direct instance-segmentation models (Mask R-CNN), which take lists of images and
+names the direct instance-segmentation models (Mask R-CNN, imported on first use), which take lists of images and
 return losses (training) or detections (evaluation) instead of logits.
 
 Example:
@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -29,7 +30,6 @@ from seglab.models.deeplabv3 import DeepLabV3
 from seglab.models.deeplabv3plus import DeepLabV3Plus
 from seglab.models.encdec import EncoderDecoder
 from seglab.models.fcn import FCN
-from seglab.models.maskrcnn import MaskRCNNModel
 from seglab.models.unet import UNet
 
 MODELS: dict[str, type[SegmentationModel]] = {
@@ -42,8 +42,10 @@ MODELS: dict[str, type[SegmentationModel]] = {
     "deeplabv3plus": DeepLabV3Plus,
 }
 
-# name -> detection model class (lists of images in, losses or detections out)
-DETECTION_MODELS: dict[str, type[nn.Module]] = {"maskrcnn": MaskRCNNModel}
+# name -> "module:class" of a detection model (lists of images in, losses or detections out);
+# imported on first use: torchvision's detection stack costs about a second to import, and a
+# U-Net checkpoint never needs it
+DETECTION_MODELS: dict[str, str] = {"maskrcnn": "seglab.models.maskrcnn:MaskRCNNModel"}
 
 __all__ = ["DETECTION_MODELS", "MODELS", "SegmentationModel", "create_model", "model_kwargs"]
 
@@ -52,7 +54,8 @@ def _model_class(name: str) -> type[nn.Module]:
     if name in MODELS:
         return MODELS[name]
     if name in DETECTION_MODELS:
-        return DETECTION_MODELS[name]
+        module, cls = DETECTION_MODELS[name].split(":")
+        return getattr(importlib.import_module(module), cls)
     raise unknown_choice("model", name, [*MODELS, *DETECTION_MODELS])
 
 
