@@ -107,3 +107,13 @@ def test_coco_panoptic_round_trip(tmp_path, checkpoint):
     assert [c.name for c in read_classes(back)] == [c["name"] for c in CLASSES]
     b_inst, b_cls = read_panoptic(back / "labels" / "x_panoptic.tif")
     assert (b_cls == result.classes).all() and ((b_inst > 0) == (inst > 0)).all()
+
+
+def test_a_slide_is_refused_in_one_line_not_predicted_without_classes(tmp_path, checkpoint):
+    from seglab.data.synthetic_slide import write_synthetic_slide
+
+    slide = tmp_path / "s.ome.tif"
+    write_synthetic_slide(slide, 256, 256, mpp=0.5, levels=2, tile=64, coverage=0.2)
+    with pytest.raises(DataError, match="panoptic checkpoint .* not whole slides"):
+        predict_files(load_predictor(checkpoint, tile=32), [slide], tmp_path / "out")
+    assert not list((tmp_path / "out").glob("s[._]*"))  # no outputs of the slide

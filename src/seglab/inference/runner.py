@@ -160,6 +160,9 @@ def predict_files(
                     if isinstance(source, SlideSource):
                         if coco:
                             raise DataError(path, "--coco is for images; a slide's objects are in its GeoJSON")
+                        if predictor.task == "panoptic":  # the block pipeline fuses no classes yet
+                            raise DataError(path, "a panoptic checkpoint predicts images of up to 64 megapixels, "
+                                            "not whole slides; export regions of the slide as images")
                         row = predict_slide_file(predictor, source, out_dir, tissue=tissue, progress=progress)
                     else:
                         row = _predict_one(predictor, source, path, out_dir, coco, progress)
