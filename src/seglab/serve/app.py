@@ -33,6 +33,7 @@ from seglab.serve.limits import (
 )
 from seglab.serve.results import (
     FORMATS,
+    Prediction,
     choose_format,
     geojson,
     instances_json,
@@ -103,23 +104,37 @@ async def _problem(send: Any, status: int, message: str) -> None:
 
 def model_info(predictor: Any, checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     meta = predictor.meta
+    classes = [c["name"] for c in meta["panoptic"]["classes"]] if meta["task"] == "panoptic" else list(meta.get("classes") or [])
     return {
         "checkpoint": Path(checkpoint).name, "name": meta["model"]["name"], "task": meta["task"],
-        "method": meta.get("method"), "classes": list(meta.get("classes") or []), "mpp": meta.get("mpp"),
+        "method": meta.get("method"), "classes": classes, "mpp": meta.get("mpp"),
         "in_channels": predictor.in_channels, "decoder": meta.get("decoder"), "tile": predictor.tile,
         "backend": getattr(predictor, "backend", "torch"), "seglab_version": meta.get("seglab_version"),
     }
 
 
-def predict_image(predictor: Any, image: np.ndarray) -> tuple[np.ndarray, dict[int, float] | None]:
-    """Labels and per-instance scores (mean foreground probability) of one image, tiled."""
+def predict_image(predictor: Any, image: np.ndarray) -> Prediction:
+    """Labels, per-instance scores and (panoptic checkpoints) per-instance classes of one image, tiled.
+
+    The score is the instance's mean foreground probability; for a panoptic checkpoint, whose
+    instances are typed, it is the winning type's share of the summed class probability
+    (``type_prob``, as in ``seglab predict``'s GeoJSON).
+    """
     from seglab.inference.runner import _ForegroundTap  # the scores seglab predict writes to COCO
     from seglab.inference.source import ArraySource
 
     source = ArraySource(image, "upload")
+    if predictor.task == "panoptic":
+        from seglab.inference.panoptic_writers import predict_panoptic
+
+        result = predict_panoptic(predictor, source)
+        classes = predictor.meta["panoptic"]["classes"]
+        return Prediction(result.instances, dict(result.type_prob),
+                          {i: classes[c]["name"] for i, c in result.instance_class.items()},
+                          {c["name"]: c["color"] for c in classes if c.get("color") is not None})
     tap = _ForegroundTap(predictor, source.shape[:2])
     labels = tap.predictor.predict_source(source)
-    return labels, tap.scores(labels)
+    return Prediction(labels, tap.scores(labels))
 
 
 def create_app(predictor: Any, *, checkpoint: str | os.PathLike[str], limits: Limits | None = None,
@@ -174,22 +189,23 @@ def create_app(predictor: Any, *, checkpoint: str | os.PathLike[str], limits: Li
             state["gate"] = Gate(limits)
         async with state["gate"]:
             loop = asyncio.get_running_loop()
-            image, labels, scores = await loop.run_in_executor(pool, _run, predictor, data, kind)
+            image, result = await loop.run_in_executor(pool, _run, predictor, data, kind)
+        labels = result.labels
         state["served"] += 1
         if fmt == "png":
             return Response(await loop.run_in_executor(pool, overlay_png, image, labels), media_type=FORMATS[fmt])
         if fmt == "tiff":
             return Response(label_tiff(labels), media_type=FORMATS[fmt],
                             headers={"content-disposition": f'attachment; filename="{Path(name).stem}_instances.tif"'})
-        if predictor.task != "instance":
+        if predictor.task not in ("instance", "panoptic"):
             if fmt == "geojson":
                 raise HTTPProblem(406, "GeoJSON needs an instance checkpoint; this one is semantic")
             counts = np.bincount(labels.ravel())
             return JSONResponse({"width": labels.shape[1], "height": labels.shape[0],
                                  "class_pixels": {str(c): int(n) for c, n in enumerate(counts) if n}})
         if fmt == "geojson":
-            return JSONResponse(geojson(labels, scores), media_type=FORMATS[fmt])
-        return JSONResponse(instances_json(labels, scores, predictor.meta))
+            return JSONResponse(geojson(result), media_type=FORMATS[fmt])
+        return JSONResponse(instances_json(result, predictor.meta))
 
     @app.get("/", include_in_schema=False)
     async def index() -> Any:
@@ -199,17 +215,17 @@ def create_app(predictor: Any, *, checkpoint: str | os.PathLike[str], limits: Li
     return BodyLimit(app, limits.max_upload_bytes) if limits else app
 
 
-def _run(predictor: Any, data: bytes, kind: str) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None]:
+def _run(predictor: Any, data: bytes, kind: str) -> tuple[np.ndarray, Prediction]:
     from seglab.errors import SeglabError
 
     image = decode(data, kind)
     try:
-        labels, scores = predict_image(predictor, image)
+        result = predict_image(predictor, image)
     except SeglabError as exc:  # e.g. a channel count the model cannot take
         raise HTTPProblem(400, str(exc).replace("upload: ", "")) from None
     finally:
         _release_memory()
-    return image, labels, scores
+    return image, result
 
 
 def _release_memory() -> None:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 FORMATS = {"json": "application/json", "geojson": "application/geo+json", "png": "image/png", "tiff": "image/tiff"}
 CLASS_NAME = "Nucleus"  # instances of models without instance classes (QuPath's nucleus class)
+
+
+@dataclass
+class Prediction:
+    """One image's result: ``labels`` (``H x W`` instance ids or classes), ``scores`` (instance id ->
+    score), and for typed instances ``classes`` (instance id -> class name) and ``colors`` (class
+    name -> RGB)."""
+
+    labels: np.ndarray
+    scores: dict[int, float] | None = None
+    classes: dict[int, str] | None = None
+    colors: dict[str, Any] | None = None
 
 
 def choose_format(query: str | None, accept: str | None) -> str:
@@ -27,11 +40,17 @@ def choose_format(query: str | None, accept: str | None) -> str:
     return "json"
 
 
-def instances_json(labels: np.ndarray, scores: dict[int, float] | None, meta: dict[str, Any]) -> dict[str, Any]:
-    """Per instance: id, class, score, area, centroid ``[x, y]`` and polygon (exterior ring, ``[[x, y], ...]``)."""
-    from seglab.inference.writers import instance_features
+def instance_features(result: Prediction) -> list[dict[str, Any]]:
+    """GeoJSON features of the instances, with their class where the model gives one."""
+    from seglab.inference.writers import instance_features as features
 
-    features = instance_features(labels)
+    return features(result.labels, classes=result.classes, colors=result.colors)
+
+
+def instances_json(result: Prediction, meta: dict[str, Any]) -> dict[str, Any]:
+    """Per instance: id, class, score, area, centroid ``[x, y]`` and polygon (exterior ring, ``[[x, y], ...]``)."""
+    labels, scores = result.labels, result.scores
+    features = instance_features(result)
     instances = []
     counts: dict[str, int] = {}
     for f in features:
@@ -48,13 +67,11 @@ def instances_json(labels: np.ndarray, scores: dict[int, float] | None, meta: di
             "counts": counts, "mpp": meta.get("mpp"), "instances": instances}
 
 
-def geojson(labels: np.ndarray, scores: dict[int, float] | None) -> dict[str, Any]:
-    from seglab.inference.writers import to_geojson
-
-    out = to_geojson(labels)
-    for f in out["features"]:
-        f["properties"]["score"] = round(float((scores or {}).get(f["properties"]["id"], 1.0)), 4)
-    return out
+def geojson(result: Prediction) -> dict[str, Any]:
+    features = instance_features(result)
+    for f in features:
+        f["properties"]["score"] = round(float((result.scores or {}).get(f["properties"]["id"], 1.0)), 4)
+    return {"type": "FeatureCollection", "features": features}
 
 
 def overlay_png(image: np.ndarray, labels: np.ndarray) -> bytes:
