@@ -10,7 +10,12 @@ from seglab.metrics.boundary import boundary_f1
 from seglab.metrics.evaluate import evaluate_folders, format_table
 from seglab.metrics.instance import aji, aji_plus, foreground_dice, object_f1, panoptic_quality
 from seglab.metrics.overlap import Overlaps, pair_overlaps
-from seglab.metrics.panoptic import NucleusTypeMetrics, PanopticMetrics, panoptic_counts, panoptic_scores
+from seglab.metrics.panoptic import (
+    NucleusTypeMetrics,
+    PanopticMetrics,
+    panoptic_counts,
+    panoptic_scores,
+)
 from seglab.metrics.pixel import ConfusionMatrix, confusion_matrix, scores_from_matrix
 
 __all__ = [
