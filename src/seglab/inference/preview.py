@@ -50,12 +50,19 @@ class Preview:
         """Nearest-neighbour resize of ``rgb`` onto the preview grid."""
         ys = np.minimum((np.arange(self.shape[0]) * rgb.shape[0] / self.shape[0]).astype(np.int64), rgb.shape[0] - 1)
         xs = np.minimum((np.arange(self.shape[1]) * rgb.shape[1] / self.shape[1]).astype(np.int64), rgb.shape[1] - 1)
-        self.image[:] = rgb[ys][:, xs]
+        np.take(rgb[ys], xs, axis=1, out=self.image)
 
     def add_contours(self, labels: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> None:
         """Paint the inner contours of a label crop whose top-left source pixel is ``(y0, x0)``."""
         from skimage.segmentation import find_boundaries
 
+        rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
+        if not rows.size:
+            return
+        # only around the objects (one pixel more: a boundary pixel's neighbours decide it)
+        ya, yb = max(int(rows[0]) - 1, 0), int(rows[-1]) + 2
+        xa, xb = max(int(cols[0]) - 1, 0), int(cols[-1]) + 2
+        labels, y0, x0 = labels[ya:yb, xa:xb], y0 + ya, x0 + xa
         rr, cc = np.nonzero(find_boundaries(labels, mode="inner") & (labels > 0))
         if rr.size:
             py = np.minimum(((rr + y0 + 0.5) * scale / self.factor).astype(np.int64), self.shape[0] - 1)

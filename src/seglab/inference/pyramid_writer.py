@@ -8,6 +8,11 @@ over level 0 plus a quarter, a sixteenth, ... The levels are stored as SubIFDs o
 page with OME-XML metadata (axes ``YX``, physical pixel size when known), which QuPath,
 Bio-Formats and tifffile (``tifffile.TiffFile(path).series[0].levels``) read as a pyramid.
 Tiles are ``tile x tile`` (default 256), deflate (zlib) compressed.
+
+Most tiles of a slide's label map hold no object: a tile function returns ``None`` for an
+all-zero tile, and such tiles (also those of the reduced levels) are written as the one
+compressed zero tile, encoded once. Tiles are encoded here with tifffile's own codec, so the file
+is byte for byte what tifffile would write from the arrays.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-TileFn = Callable[[int, int, int, int], np.ndarray]  # (y0, y1, x0, x1) -> (y1 - y0) x (x1 - x0)
+TileFn = Callable[[int, int, int, int], np.ndarray | None]  # (y0, y1, x0, x1) -> (y1 - y0) x (x1 - x0), None: zeros
+CODECS = {"zlib": 8, "zstd": 50000, "lzw": 5}  # compression name -> TIFF tag
 
 
 def level_shapes(shape: tuple[int, int], tile: int) -> list[tuple[int, int]]:
@@ -42,15 +48,18 @@ def write_pyramid(
         shape: level 0's ``(H, W)``.
         dtype: the pixel type (e.g. uint32 instance ids).
         tile_fn: returns level 0's pixels in ``[y0, y1) x [x0, x1)`` (tile-aligned, clipped at
-            the image border).
+            the image border), or ``None`` when they are all 0.
         tile: tile side, a multiple of 16.
         mpp: µm per level-0 pixel, recorded as the OME physical size.
         scratch: folder for the reduced levels' temporary arrays (default: the system's).
+        compression: ``"zlib"`` (deflate), ``"zstd"`` or ``"lzw"``.
     """
     import tifffile
     import zarr
 
     dtype = np.dtype(dtype)
+    tag = CODECS[compression]
+    encode = tifffile.TIFF.COMPRESSORS[tag]
     shapes = level_shapes(shape, tile)
     metadata: dict = {"axes": "YX"}
     if mpp:
@@ -62,49 +71,73 @@ def write_pyramid(
             for level, lshape in enumerate(shapes):
                 below = None
                 if level + 1 < len(shapes):
-                    below = zarr.create_array(store=str(work / f"level{level + 1}.zarr"), shape=shapes[level + 1],
-                                              chunks=(tile // 2, tile // 2), dtype=dtype, fill_value=0)
+                    below = _Scratch(zarr.create_array(store=str(work / f"level{level + 1}.zarr"), shape=shapes[level + 1],
+                                                       chunks=(tile // 2, tile // 2), dtype=dtype, fill_value=0))
                 options = {"subifds": len(shapes) - 1, "metadata": metadata} if level == 0 else {"subfiletype": 1}
-                tif.write(_tiles(source, lshape, tile, dtype, below), shape=lshape, dtype=dtype, tile=(tile, tile),
-                          compression=compression, **options)
+                tif.write(_tiles(source, lshape, tile, dtype, below, encode), shape=lshape, dtype=dtype,
+                          tile=(tile, tile), compression=tag, **options)
                 if below is not None:
-                    source = _zarr_tiles(below)
+                    source = below.tiles
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, below) -> Iterator[np.ndarray]:
-    """Full ``tile x tile`` tiles in raster order (zero-padded at the border). Every second pixel
-    of each row of tiles goes to the next level, written as one band per row of tiles."""
+def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, below,
+           encode: Callable[[np.ndarray], bytes]) -> Iterator[bytes]:
+    """Encoded ``tile x tile`` tiles in raster order (zero-padded at the border; an all-zero tile
+    is the one encoded zero tile). Every second pixel of each row of tiles goes to the next
+    level, written as one band per row of tiles."""
     height, width = shape
+    zero = encode(np.zeros((tile, tile), dtype))
     for y in range(0, height, tile):
         y1 = min(y + tile, height)
         band = np.zeros(((y1 - y + 1) // 2, (width + 1) // 2), dtype) if below is not None else None
         for x in range(0, width, tile):
             x1 = min(x + tile, width)
-            data = np.asarray(tile_fn(y, y1, x, x1), dtype)
-            if band is not None:
-                band[:, x // 2 : (x1 + 1) // 2] = data[::2, ::2]
-                if x1 == width and band.any():  # before the row's last tile: the writer may stop there
-                    below[y // 2 : y // 2 + band.shape[0]] = band
-            out = np.zeros((tile, tile), dtype)
-            out[: y1 - y, : x1 - x] = data
-            yield out
+            data = tile_fn(y, y1, x, x1)
+            if data is not None:
+                data = np.asarray(data, dtype)
+                if band is not None:
+                    band[:, x // 2 : (x1 + 1) // 2] = data[::2, ::2]
+            if band is not None and x1 == width and band.any():  # before the row's last tile: the writer may stop there
+                below.put(y // 2, band)
+            if data is None:
+                yield zero
+                continue
+            if data.shape != (tile, tile):
+                data = np.pad(data, ((0, tile - data.shape[0]), (0, tile - data.shape[1])))
+            yield encode(np.ascontiguousarray(data))
 
 
-def banded(read: Callable[[int, int], np.ndarray]) -> TileFn:
-    """A tile function over ``read(y0, y1)`` (whole-width rows) that reads each band of rows once:
-    tiles come in raster order, so one read serves a whole row of tiles."""
-    cache: dict[tuple[int, int], np.ndarray] = {}
+class _Scratch:
+    """A reduced level gathered on disk band by band. Only the span of columns (whole chunks)
+    that holds nonzero pixels is written, and remembered: tiles outside every span are ``None``
+    without a read (zarr's per-chunk cost, not the pixels, dominates a mostly empty level)."""
 
-    def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        if (y0, y1) not in cache:
-            cache.clear()
-            cache[(y0, y1)] = read(y0, y1)
-        return cache[(y0, y1)][:, x0:x1]
+    def __init__(self, array) -> None:
+        self.array, self.chunk = array, array.chunks[1]
+        self.spans: dict[int, tuple[int, int]] = {}  # first row of a band -> its written columns
+        self._band: tuple[tuple[int, int], int, np.ndarray | None] | None = None
 
-    return tile
+    def put(self, y: int, band: np.ndarray) -> None:
+        cols = np.flatnonzero(band.any(0))
+        if cols.size:
+            a = int(cols[0]) // self.chunk * self.chunk
+            b = min(-(-(int(cols[-1]) + 1) // self.chunk) * self.chunk, band.shape[1])
+            self.array[y : y + band.shape[0], a:b] = band[:, a:b]
+            self.spans[y] = (a, b)
 
-
-def _zarr_tiles(array) -> TileFn:
-    return banded(lambda y0, y1: array[y0:y1])
+    def tiles(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """A tile function over the gathered level (tiles in raster order)."""
+        if self._band is None or self._band[0] != (y0, y1):
+            spans = [s for y, s in self.spans.items() if y0 <= y < y1]
+            a = min((s[0] for s in spans), default=0)
+            b = max((s[1] for s in spans), default=0)
+            self._band = ((y0, y1), a, self.array[y0:y1, a:b] if b > a else None)
+        _, a, data = self._band
+        if data is None or x1 <= a or x0 >= a + data.shape[1]:
+            return None
+        out = np.zeros((y1 - y0, x1 - x0), data.dtype)
+        lo, hi = max(x0, a), min(x1, a + data.shape[1])
+        out[:, lo - x0 : hi - x0] = data[:, lo - a : hi - a]
+        return out if out.any() else None

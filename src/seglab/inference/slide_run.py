@@ -41,7 +41,7 @@ from seglab.fileio import atomic_path
 from seglab.inference.blocks import BlockGrid, UnionStitcher
 from seglab.inference.geojson_stream import GeoJSONStream, ObjectWriter
 from seglab.inference.preview import Preview
-from seglab.inference.pyramid_writer import banded, write_pyramid
+from seglab.inference.pyramid_writer import write_pyramid
 from seglab.inference.summary import slide_summary_row
 
 CHUNK = 256  # scratch zarr chunk and TIFF tile
@@ -151,19 +151,27 @@ def predict_slide(
 
 def _level0_tiles(ids: Any, scale: float, shape: tuple[int, int], roots: np.ndarray | None):
     """Level-0 tiles from the provisional map: nearest-neighbour upsampling, then the final ids.
-    Each row of tiles reads its band of the map once (a band as wide as the image, one tile high)."""
+
+    Each row of tiles reads its band of the map once (as wide as the image, at the model's
+    resolution); a tile with no object under it is ``None`` (written as the shared zero tile)
+    without upsampling or id lookup, the others are upsampled and looked up tile by tile."""
     height, width = shape
     xs = np.minimum(((np.arange(round(width * scale)) + 0.5) / scale).astype(np.int64), width - 1)
+    band: dict[str, Any] = {"key": None}
 
-    def band(y0: int, y1: int) -> np.ndarray:
-        if scale == 1:
-            rows = ids[y0:y1]
-        else:
+    def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        if band["key"] != (y0, y1):
             ys = np.minimum(((np.arange(y0, y1) + 0.5) / scale).astype(np.int64), height - 1)
-            rows = ids[int(ys[0]) : int(ys[-1]) + 1][ys - ys[0]][:, xs]
-        return rows if roots is None else roots[rows]
+            rows = ids[int(ys[0]) : int(ys[-1]) + 1]
+            band.update(key=(y0, y1), ys=ys - ys[0], rows=rows, any=rows.any(0).cumsum())
+        cols = xs[x0:x1]
+        lit = band["any"]
+        if lit[cols[-1]] == (lit[cols[0] - 1] if cols[0] > 0 else 0):  # no object under the tile
+            return None
+        out = band["rows"][band["ys"]][:, cols] if scale != 1 else band["rows"][:, x0:x1]
+        return out if roots is None else roots[out]
 
-    return banded(band)
+    return tile
 
 
 def is_slide(source: Any, *, pixels: int = 1 << 26) -> bool:
