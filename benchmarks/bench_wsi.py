@@ -10,7 +10,7 @@ Run: ``.venv/bin/python benchmarks/bench_wsi.py [--sizes 10000,30000,60000] [--q
    with 5 tissue islands covering 15% of the area, written tile by tile from an iterator (never
    held in memory). The model runs on level 1 (0.5 µm/px); outputs are in level-0 pixels.
 3. Each slide is predicted by ``seglab predict`` in its own process (``--tile 256``, default
-   blocks of 2048 + 64 px, ``--tissue auto``); wall time and the process's peak RSS
+   blocks of 1536 + 64 px (the default), ``--tissue auto``); wall time and the process's peak RSS
    (``os.wait4``) are measured; tiles run / skipped come from ``summary.csv``. Tissue MP/s is
    the tissue area at the model's resolution per second of wall time.
 4. Background skipping: the smallest slide again with ``--tissue none``; the time ratio.

@@ -161,7 +161,7 @@ class Predictor:
     def __init__(
         self, model: torch.nn.Module, meta: dict[str, Any], *, device: str = "cpu", tta: bool = False,
         tile: int | None = None, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
-        block: int = 1024, margin: int = 64, decode_workers: int = 0, backend: str = "torch",
+        block: int = 1536, margin: int = 64, decode_workers: int = 0, backend: str = "torch",
         model_file: str | os.PathLike[str] | None = None, checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         if blend not in BLENDS:
