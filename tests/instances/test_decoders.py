@@ -215,3 +215,45 @@ def test_background_enclosed_by_several_nuclei_stays_background():
     assert out[pocket].max() == 0  # nobody's hole: stays background
     assert np.all(out[30:32, 19:21] == 1)
     assert np.array_equal(out, fill_label_holes_reference(labels))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_h_maxima_per_component_equals_the_whole_image_reconstruction(seed, monkeypatch):
+    """The per-component h-maxima (decoders._h_domes) against scikit-image's whole-image call,
+    on soft maps of touching nuclei clusters (components touching the border included) and at
+    several h; then the whole decoder against the decoder with the whole-image call."""
+    from skimage.morphology import reconstruction
+
+    from seglab.data.synthetic import synth_tile
+    from seglab.instances import decoders
+
+    labels = synth_tile(160, seed=seed)[1]
+    probs = ndi.gaussian_filter(three_class_probs(labels), (0, 1.2, 1.2))
+    probs += np.random.default_rng(seed).uniform(0, 0.15, probs.shape).astype(np.float32)
+    probs /= probs.sum(0, keepdims=True)
+    confident = (probs[1] > 0.5) & (probs[2] < 0.5)
+    relief = decoders._interior_log_odds(probs[1])
+    relief[~confident] = relief.min() - 1.0
+    assert ndi.label(confident)[1] > 5 and confident[0].any() | confident[-1].any() | confident[:, 0].any()
+    for h in (0.25, 1.5, 4.0):
+        whole = reconstruction(relief - np.float32(h), relief, method="dilation")
+        parts = decoders._h_domes(relief, confident, np.float32(h))
+        assert np.array_equal(whole[confident], parts[confident])
+        assert (parts[~confident] == min(relief.min(), relief.max() - h)).all()
+    fast = decoders.three_class_watershed(probs)
+    monkeypatch.setattr(decoders, "_h_domes", lambda r, c, h: reconstruction(r - h, r, method="dilation"))
+    assert np.array_equal(fast, decoders.three_class_watershed(probs))
+
+
+def test_h_maxima_of_a_speckled_mask_takes_the_whole_image_call():
+    from skimage.morphology import reconstruction
+
+    from seglab.instances import decoders
+
+    rng = np.random.default_rng(0)
+    relief = rng.normal(size=(64, 64)).astype(np.float32)
+    confident = rng.random((64, 64)) < 0.2  # hundreds of one-pixel components
+    relief[~confident] = relief.min() - 1.0
+    assert ndi.label(confident, structure=np.ones((3, 3)))[1] * decoders._PIXELS_PER_COMPONENT > relief.size
+    h = np.float32(1.5)
+    assert np.array_equal(decoders._h_domes(relief, confident, h), reconstruction(relief - h, relief, method="dilation"))

