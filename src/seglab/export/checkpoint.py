@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from seglab.errors import DataError, SeglabError
 from seglab.export.graph import ExportError, check_exportable, output_channels, stride
 from seglab.export.sidecar import make_sidecar, write_sidecar
 from seglab.export.verify import TOLERANCE, detection_difference, max_difference, parity_inputs
@@ -38,14 +37,8 @@ def load_for_export(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module
     """The checkpoint's model (eval, CPU, fp32) and its ``seglab`` metadata."""
     from seglab.spec.checkpoint import build_model, load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
-    try:
-        model = build_model(ckpt, checkpoint)
-    except DataError:
-        raise
-    except SeglabError as exc:
-        raise DataError(checkpoint, str(exc)) from None
-    return model.eval().float(), ckpt["seglab"]
+    ckpt = load_checkpoint(checkpoint)  # both raise DataError naming the file
+    return build_model(ckpt, checkpoint).float(), ckpt["seglab"]
 
 
 def export_model(

@@ -122,13 +122,7 @@ def load_model(
         raise DataError(path, f"{kind} cannot predict it (seglab.inference.load_predictor picks the predictor for any checkpoint)")
     if meta["task"] in ("instance", "panoptic") and not is_detection_checkpoint(meta) and (meta["decoder"] or {}).get("name") not in DECODERS:
         raise DataError(path, f"instance checkpoint names no known decoder (got {meta['decoder']!r})")
-    try:
-        model = build_model(ckpt, path)
-    except DataError:
-        raise
-    except SeglabError as exc:
-        raise DataError(path, str(exc)) from None
-    return model, meta
+    return build_model(ckpt, path), meta  # DataError naming the file when the model does not build
 
 
 class Predictor:
