@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,47 +28,59 @@ class DemoSplits:
     size: int = 256
 
 
+def _write_splits(root: Path, seed: int, splits: DemoSplits, write: Any) -> dict[str, Path]:
+    """``write(folder, n=, size=, seed=)`` for train, val and test under ``root`` (seeds differ per split)."""
+    dirs = {}
+    for offset, (name, n) in enumerate((("train", splits.train), ("val", splits.val), ("test", splits.test))):
+        dirs[name] = root / name
+        write(dirs[name], n=n, size=splits.size, seed=seed + 1000 * offset)
+    return dirs
+
+
 def make_demo_data(root: Path, *, seed: int, splits: DemoSplits = DemoSplits()) -> dict[str, Path]:
     """Write the three synthetic splits under ``root`` (seeds differ per split)."""
     from seglab.data.synthetic import write_synthetic_dataset
 
-    dirs = {}
-    for offset, (name, n) in enumerate((("train", splits.train), ("val", splits.val), ("test", splits.test))):
-        dirs[name] = root / name
-        write_synthetic_dataset(dirs[name], n=n, size=splits.size, seed=seed + 1000 * offset, style="he")
-    return dirs
+    return _write_splits(root, seed, splits, functools.partial(write_synthetic_dataset, style="he"))
 
 
-def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
-    """Generate, train, predict, evaluate; return the report written to ``out/report.json``."""
+def _train_predict_evaluate(out: Path, dirs: dict[str, Path], settings: dict[str, Any], *, minutes: float,
+                            seed: int, workers: int | None, started: float) -> tuple[dict[str, Any], str]:
+    """The plain train command on ``dirs``, then predict and evaluate the test split: the report
+    (with training and prediction times counted from ``started``) and its printed table."""
     from seglab.config import resolve_config
     from seglab.engine.trainer import train
-    from seglab.fileio import write_json_atomic, write_text_atomic
+    from seglab.fileio import write_json_atomic
     from seglab.inference import load_predictor
     from seglab.inference.runner import expand_inputs, predict_files
     from seglab.metrics.evaluate import evaluate_folders, format_table
 
-    out = Path(out)
-    t0 = time.monotonic()
-    dirs = make_demo_data(out / "data", seed=seed)
-    overrides = dict(DEMO_SETTINGS, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
+    overrides = dict(settings, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
                      minutes=minutes, seed=seed)
     if workers is not None:
         overrides["workers"] = workers
     result = train(resolve_config(None, overrides))
     t_train = time.monotonic()
-    predictor = load_predictor(result.best_checkpoint)
-    predict_files(predictor, expand_inputs(dirs["test"] / "images"), out / "predictions")
+    predict_files(load_predictor(result.best_checkpoint), expand_inputs(dirs["test"] / "images"), out / "predictions")
     t_predict = time.monotonic()
-    report = evaluate_folders(out / "predictions", dirs["test"], task="instance")
+    report = evaluate_folders(out / "predictions", dirs["test"], task=settings["task"])
     report["training"] = {
-        "minutes_budget": minutes, "seconds": round(t_train - t0, 1), "steps": result.steps,
+        "minutes_budget": minutes, "seconds": round(t_train - started, 1), "steps": result.steps,
         "epochs": result.epochs, "images_per_second": round(result.images_per_second, 1),
         "best_checkpoint": str(result.best_checkpoint), f"best_{result.monitor}": result.best_score,
     }
     report["prediction_seconds"] = round(t_predict - t_train, 1)
-    table = format_table(report)
     write_json_atomic(out / "report.json", report)
+    return report, format_table(report)
+
+
+def run_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
+    """Generate, train, predict, evaluate; return the report written to ``out/report.json``."""
+    from seglab.fileio import write_text_atomic
+
+    out, t0 = Path(out), time.monotonic()
+    dirs = make_demo_data(out / "data", seed=seed)
+    report, table = _train_predict_evaluate(out, dirs, DEMO_SETTINGS, minutes=minutes, seed=seed, workers=workers, started=t0)
     write_text_atomic(out / "report.md", _markdown(report, table, out))
     print(table)
     return report
@@ -112,42 +125,17 @@ def make_panoptic_demo_data(root: Path, *, seed: int, splits: DemoSplits = DemoS
     """Write the three synthetic panoptic splits (typed nuclei, tissue regions) under ``root``."""
     from seglab.data.synthetic_panoptic import write_panoptic_dataset
 
-    dirs = {}
-    for offset, (name, n) in enumerate((("train", splits.train), ("val", splits.val), ("test", splits.test))):
-        dirs[name] = root / name
-        write_panoptic_dataset(dirs[name], n=n, size=splits.size, seed=seed + 1000 * offset)
-    return dirs
+    return _write_splits(root, seed, splits, write_panoptic_dataset)
 
 
 def run_panoptic_demo(out: Path, *, minutes: float = 4.0, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """Generate typed tissue, train the panoptic recipe, predict and evaluate the test split;
     write ``out/report.json`` and ``out/report.md``; return the report."""
-    from seglab.config import resolve_config
-    from seglab.engine.trainer import train
-    from seglab.fileio import write_json_atomic, write_text_atomic
-    from seglab.inference import load_predictor
-    from seglab.inference.runner import expand_inputs, predict_files
-    from seglab.metrics.evaluate import evaluate_folders, format_table
+    from seglab.fileio import write_text_atomic
 
-    out = Path(out)
-    t0 = time.monotonic()
+    out, t0 = Path(out), time.monotonic()
     dirs = make_panoptic_demo_data(out / "data", seed=seed)
-    overrides = dict(PANOPTIC_SETTINGS, data=str(dirs["train"]), val=str(dirs["val"]), out=str(out / "run"),
-                     minutes=minutes, seed=seed)
-    if workers is not None:
-        overrides["workers"] = workers
-    result = train(resolve_config(None, overrides))
-    t_train = time.monotonic()
-    predict_files(load_predictor(result.best_checkpoint), expand_inputs(dirs["test"] / "images"), out / "predictions")
-    t_predict = time.monotonic()
-    report = evaluate_folders(out / "predictions", dirs["test"], task="panoptic")
-    report["training"] = {
-        "minutes_budget": minutes, "seconds": round(t_train - t0, 1), "steps": result.steps, "epochs": result.epochs,
-        "best_checkpoint": str(result.best_checkpoint), f"best_{result.monitor}": result.best_score,
-    }
-    report["prediction_seconds"] = round(t_predict - t_train, 1)
-    table = format_table(report)
-    write_json_atomic(out / "report.json", report)
+    report, table = _train_predict_evaluate(out, dirs, PANOPTIC_SETTINGS, minutes=minutes, seed=seed, workers=workers, started=t0)
     tr = report["training"]
     lines = ["# seglab panoptic demo report", "",
              "Built-in synthetic H&E tissue: regions background (glass), stroma, epithelium (stuff) and typed "
