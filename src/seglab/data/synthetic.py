@@ -142,11 +142,18 @@ def _render_he(rng: np.random.Generator, inst: np.ndarray) -> np.ndarray:
     fg = inst > 0
     hema = np.where(fg, nuclear, hema)
     eosin = np.where(fg, eosin * 0.5, eosin)
-    sigma = rng.uniform(0.6, 1.2)
+    return _stain_rgb(rng, hema, eosin, blur=(0.6, 1.2), noise=(2, 5))
+
+
+def _stain_rgb(rng: np.random.Generator, hema: np.ndarray, eosin: np.ndarray, *,
+               blur: tuple[float, float], noise: tuple[float, float]) -> np.ndarray:
+    """Blur the haematoxylin and eosin densities (sigma drawn from ``blur``), render them through
+    jittered Ruifrok-Johnston stain vectors (Beer-Lambert) and add camera noise (sd from ``noise``)."""
+    sigma = rng.uniform(*blur)
     hema, eosin = ndimage.gaussian_filter(hema, sigma), ndimage.gaussian_filter(eosin, sigma)
     jitter = 1 + rng.uniform(-0.06, 0.06, (2, 3))
     od = hema[..., None] * (_STAIN_H * jitter[0]) + eosin[..., None] * (_STAIN_E * jitter[1])
-    rgb = 255 * np.exp(-od) + rng.normal(0, rng.uniform(2, 5), od.shape)
+    rgb = 255 * np.exp(-od) + rng.normal(0, rng.uniform(*noise), od.shape)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 

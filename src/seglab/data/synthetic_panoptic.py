@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from seglab.data.panoptic import PanopticClass
-from seglab.data.synthetic import _STAIN_E, _STAIN_H, _clean, _rasterise, _texture, tile_seed
+from seglab.data.synthetic import _clean, _rasterise, _stain_rgb, _texture, tile_seed
 from seglab.data.targets import distance_targets
 from seglab.errors import SeglabError
 
@@ -143,12 +143,7 @@ def _render(rng: np.random.Generator, region: np.ndarray, inst: np.ndarray, kind
     fg = inst > 0
     hema = np.where(fg, strength[inst] * profile * chromatin, hema)
     eosin = np.where(fg, eosin * 0.5, eosin)
-    sigma = rng.uniform(0.6, 1.1)
-    hema, eosin = ndimage.gaussian_filter(hema, sigma), ndimage.gaussian_filter(eosin, sigma)
-    jitter = 1 + rng.uniform(-0.06, 0.06, (2, 3))
-    od = hema[..., None] * (_STAIN_H * jitter[0]) + eosin[..., None] * (_STAIN_E * jitter[1])
-    rgb = 255 * np.exp(-od) + rng.normal(0, rng.uniform(2, 4), od.shape)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return _stain_rgb(rng, hema, eosin, blur=(0.6, 1.1), noise=(2, 4))
 
 
 def synth_panoptic_tile(size: int, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
