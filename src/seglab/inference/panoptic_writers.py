@@ -195,15 +195,19 @@ def predict_panoptic_one(predictor: Any, source: Any, path: Path, out_dir: Path,
 
 
 def merge_class_summary(path: str | Path, rows: dict[str, dict[str, Any]]) -> None:
-    """Add (or replace) ``rows`` in ``summary_classes.csv`` (every column the rows hold), atomically."""
+    """Add (or replace) ``rows`` in ``summary_classes.csv`` (every column the rows hold), atomically,
+    under the same folder lock as ``summary.csv`` (processes of ``--devices N`` share the file)."""
+    from seglab.inference.summary import folder_lock
+
     path = Path(path)
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = {**{r["stem"]: r for r in csv.DictReader(f) if "stem" in r}, **rows}
-    fields: list[str] = []
-    for row in rows.values():
-        fields += [k for k in row if k not in fields]
-    table = [fields] + [[rows[stem].get(k, "") for k in fields] for stem in sorted(rows)]
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(table)
-    write_text_atomic(path, buf.getvalue())
+    with folder_lock(path.parent):
+        if path.is_file():
+            with path.open(newline="", encoding="utf-8") as f:
+                rows = {**{r["stem"]: r for r in csv.DictReader(f) if "stem" in r}, **rows}
+        fields: list[str] = []
+        for row in rows.values():
+            fields += [k for k in row if k not in fields]
+        table = [fields] + [[rows[stem].get(k, "") for k in fields] for stem in sorted(rows)]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(table)
+        write_text_atomic(path, buf.getvalue())

@@ -19,7 +19,7 @@ from seglab.inference.writers import read_summary, write_summary
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on a folder (``flock`` where the platform has it, else none)."""
     try:
         import fcntl
@@ -42,7 +42,7 @@ def merge_summary(path: str | Path, rows: dict[str, dict[str, Any]]) -> dict[str
         All rows now in the file, by stem.
     """
     path = Path(path)
-    with _folder_lock(path.parent):
+    with folder_lock(path.parent):
         merged = {**read_summary(path), **rows}
         write_summary(path, merged)
     return merged
