@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
@@ -13,14 +12,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
 from tiny_model import shared_tiny_checkpoint  # noqa: E402
 
 from seglab.data.synthetic import synth_tile  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
