@@ -13,7 +13,8 @@ Run: ``.venv/bin/python benchmarks/bench_wsi.py [--sizes 10000,30000,60000] [--q
    blocks of 1536 + 64 px (the default), ``--tissue auto``); wall time and the process's peak RSS
    (``os.wait4``) are measured; tiles run / skipped come from ``summary.csv``. Tissue MP/s is
    the tissue area at the model's resolution per second of wall time.
-4. Background skipping: the smallest slide again with ``--tissue none``; the time ratio.
+4. Background skipping: the slides of ``--none-sizes`` (default: the smallest) again with
+   ``--tissue none``; the ratio of the prediction times (and of the tiles run: its ceiling).
 5. MONAI: on a 10k x 10k slide at the model's resolution (0.5 µm/px, so no resampling), seglab
    (``--tissue none``) against MONAI's ``sliding_window_inference`` (same model, 256-px window,
    overlap 0.25, Gaussian, batch 8) over the whole image in memory, followed by seglab's
@@ -23,7 +24,8 @@ Run: ``.venv/bin/python benchmarks/bench_wsi.py [--sizes 10000,30000,60000] [--q
    a model that calls dark pixels interior; AJI between the two maps.
 
 The prediction processes run torch on one thread (``--threads``; on a CPU shared with other jobs
-two OpenMP threads wait at barriers for each other).
+two OpenMP threads wait at barriers for each other); seglab's block pipeline decodes and writes
+on a second thread, so a seglab prediction uses up to two cores (the MONAI arm, one).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--width", type=int, default=8, help="the U-Net's channels at full resolution (8: 0.12 M parameters)")
     parser.add_argument("--monai-size", type=int, default=10000)
+    parser.add_argument("--none-sizes", default="", help="slides (sides, comma separated) also run with --tissue none "
+                        "for the skipping ratio (default: the first of --sizes)")
     parser.add_argument("--skip", default="", help="parts to leave out: monai,invariance,none")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--monai-arm", nargs=3, help=argparse.SUPPRESS)
@@ -203,7 +207,7 @@ def main() -> None:
     monai_size = 4096 if args.quick else args.monai_size
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    ckpt = work / "unet.ckpt"
+    ckpt = work / f"unet_w{args.width}.ckpt"
     if not ckpt.is_file():
         steps = train_checkpoint(ckpt, args.train_seconds, width=args.width)
         print(f"model: U-Net depth 3 x {args.width} channels trained {steps} steps on rendered slide patches -> {ckpt}")
@@ -223,14 +227,19 @@ def main() -> None:
         figures["rss_ratio"] = b["rss_mb"] / a["rss_mb"]
         print(f"peak RSS {sizes[-1]} / {sizes[0]}: {figures['rss_ratio']:.2f}")
     if "none" not in args.skip:
-        slide = work / f"slide{sizes[0]}.ome.tif"
-        none = seglab_predict(ckpt, slide, work / f"out{sizes[0]}_none", args.threads, "--tissue", "none")
-        figures["tissue_none"] = none
-        auto = figures["slides"][sizes[0]]
-        figures["skip_speedup"] = speedup = none["inner_s"] / auto["inner_s"]
-        figures["skip_speedup_wall"] = wall = none["seconds"] / auto["seconds"]
-        print(f"--tissue none on {sizes[0]}: {none['seconds']:.1f} s wall ({none['inner_s']:.1f} s predicting), "
-              f"tiles {none['tiles_run']}; auto is {speedup:.1f}x faster predicting ({wall:.1f}x in wall time)")
+        figures["tissue_none"] = {}
+        for size in [int(s) for s in args.none_sizes.split(",")] if args.none_sizes else sizes[:1]:
+            slide = work / f"slide{size}.ome.tif"
+            make_slide(slide, size)
+            auto = figures["slides"].get(size) or seglab_predict(ckpt, slide, work / f"out{size}", args.threads)
+            none = seglab_predict(ckpt, slide, work / f"out{size}_none", args.threads, "--tissue", "none")
+            none["skip_speedup"] = speedup = none["inner_s"] / auto["inner_s"]
+            none["skip_speedup_wall"] = wall = none["seconds"] / auto["seconds"]
+            none["auto_inner_s"], none["tile_ratio"] = auto["inner_s"], none["tiles_run"] / auto["tiles_run"]
+            figures["tissue_none"][size] = none
+            print(f"--tissue none on {size}: {none['seconds']:.1f} s wall ({none['inner_s']:.1f} s predicting), "
+                  f"tiles {none['tiles_run']} ({none['tile_ratio']:.1f}x auto's); auto is {speedup:.1f}x faster "
+                  f"predicting ({wall:.1f}x in wall time)", flush=True)
     if "monai" not in args.skip:
         slide = work / f"flat{monai_size}.ome.tif"
         make_slide(slide, monai_size, mpp=MODEL_MPP)

@@ -245,7 +245,7 @@ def test_h_maxima_per_component_equals_the_whole_image_reconstruction(seed, monk
     assert np.array_equal(fast, decoders.three_class_watershed(probs))
 
 
-def test_h_maxima_of_a_speckled_mask_takes_the_whole_image_call():
+def test_h_maxima_of_a_speckled_mask_equals_the_whole_image_call():
     from skimage.morphology import reconstruction
 
     from seglab.instances import decoders
@@ -254,6 +254,31 @@ def test_h_maxima_of_a_speckled_mask_takes_the_whole_image_call():
     relief = rng.normal(size=(64, 64)).astype(np.float32)
     confident = rng.random((64, 64)) < 0.2  # hundreds of one-pixel components
     relief[~confident] = relief.min() - 1.0
-    assert ndi.label(confident, structure=np.ones((3, 3)))[1] * decoders._PIXELS_PER_COMPONENT > relief.size
     h = np.float32(1.5)
     assert np.array_equal(decoders._h_domes(relief, confident, h), reconstruction(relief - h, relief, method="dilation"))
+
+
+@pytest.mark.parametrize("side", [8, 24, 512])
+def test_h_maxima_packed_into_small_canvases_equals_the_whole_image_call(side, monkeypatch):
+    """Canvases smaller than some boxes (each such box alone), many canvases, components on the
+    image border (their boxes have no frame there: the one-pixel gap keeps them apart)."""
+    from skimage.morphology import reconstruction
+
+    from seglab.data.synthetic import synth_tile
+    from seglab.instances import decoders
+
+    monkeypatch.setattr(decoders, "_MOSAIC", side)
+    labels = synth_tile(128, seed=5)[1]
+    probs = ndi.gaussian_filter(three_class_probs(labels), (0, 1.2, 1.2))
+    probs += np.random.default_rng(5).uniform(0, 0.2, probs.shape).astype(np.float32)
+    probs /= probs.sum(0, keepdims=True)
+    confident = (probs[1] > 0.5) & (probs[2] < 0.5)
+    confident[:, :3] = confident[:, -3:] = True  # two long components along the borders
+    relief = decoders._interior_log_odds(probs[1])
+    relief[~confident] = relief.min() - 1.0
+    boxes = [(k, s[0].start, s[0].stop, s[1].start, s[1].stop) for k, s in
+             enumerate(ndi.find_objects(ndi.label(confident, structure=np.ones((3, 3)))[0]), 1)]
+    assert side > 100 or len(decoders._pack(boxes)) > 1
+    for h in (0.5, 2.0):
+        whole = reconstruction(relief - np.float32(h), relief, method="dilation")
+        assert np.array_equal(decoders._h_domes(relief, confident, np.float32(h)), whole)

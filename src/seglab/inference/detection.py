@@ -142,7 +142,8 @@ class RegionDetections:
 
     Each region runs :func:`predict_tiled_detections` over its own tile grid; tiles whose box
     (in level-0 pixels) has no tissue by ``covers`` are not detected and count as skipped.
-    Calling it returns ``(labels, None)``, or ``(None, None)`` when no tile has tissue.
+    Calling it returns ``(labels, None)``, or ``(None, None)`` when no tile has tissue; all the
+    work is :meth:`infer` (Mask R-CNN's masks are its output), :meth:`decode` passes it on.
     """
 
     def __init__(self, predictor: DetectionPredictor, source: ArraySource, *, covers: Any = None, scale: float = 1.0) -> None:
@@ -152,8 +153,15 @@ class RegionDetections:
         self.tiles = TileCounts(covers, scale)
         self.value_range = predictor.intensity_range(source)
 
-    @torch.inference_mode()
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray | None, None]:
+        return self.infer(y0, y1, x0, x1)
+
+    @staticmethod
+    def decode(inferred: tuple[np.ndarray | None, None]) -> tuple[np.ndarray | None, None]:
+        return inferred
+
+    @torch.inference_mode()
+    def infer(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray | None, None]:
         from seglab.inference.region import read_region
 
         p = self.predictor

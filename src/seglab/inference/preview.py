@@ -1,10 +1,11 @@
 """The overlay of a slide as a downsampled preview (``<stem>_overlay.png``, longest side <= 4096 px).
 
 A preview pixel covers ``factor x factor`` level-0 pixels, ``factor = ceil(longest side / 4096)``.
-The image comes from the slide's pyramid (a low-resolution level, averaged down) or, for an image
-without one, from strips of its rows; object contours (the inner boundary of each object in its
+The image comes from the slide's pyramid (the level closest in size, read chunk by chunk) or,
+for an image without one, from strips of its rows; object contours (the inner boundary of each object in its
 block's decoding) are painted in as each block completes: a preview pixel is coloured when any
-contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes).
+contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes) and one
+chunk of the slide.
 """
 
 from __future__ import annotations
@@ -28,12 +29,43 @@ class Preview:
         self.image = np.zeros((*self.shape, 3), np.uint8)
         self.color = np.array(color, np.uint8)
 
-    def paint_slide(self, slide: Any) -> None:
-        """The image from a slide's pyramid (``read_thumbnail`` of :mod:`seglab.inference.slide`)."""
-        from seglab.inference.slide import read_thumbnail
+    def paint_slide(self, slide: Any, *, chunk: int = 1024) -> None:
+        """The image from a slide's pyramid, streamed into the preview chunk by chunk.
 
-        thumb = read_thumbnail(slide, max(self.shape))[0]
-        self._fit(display_rgb(thumb.astype(slide.dtype) if np.dtype(slide.dtype) == np.uint8 else thumb))
+        The level closest in size to the preview is read (block-averaged by an integer factor
+        when it is twice the preview or more, then resampled by nearest neighbour onto the
+        preview grid): memory is the preview plus one ``chunk x chunk`` region, whatever the
+        slide's size. 16-bit and float slides are stretched to 0-255 between the 0.5-99.5th
+        percentiles of every 4th preview pixel.
+        """
+        from seglab.inference.slide import _block_mean
+
+        target = max(self.shape)
+        level = min(range(len(slide.levels)), key=lambda i: abs(math.log(max(slide.levels[i]) / target)))
+        height, width = slide.levels[level]
+        k = max(1, max(height, width) // target)  # level px per reduced px
+        rh, rw = -(-height // k), -(-width // k)
+        ry = np.minimum((np.arange(self.shape[0]) * rh / self.shape[0]).astype(np.int64), rh - 1)
+        rx = np.minimum((np.arange(self.shape[1]) * rw / self.shape[1]).astype(np.int64), rw - 1)
+        plain = np.dtype(slide.dtype) == np.uint8
+        buf = self.image if plain else np.zeros((*self.shape, slide.channels), np.float32)
+        step = max(k, chunk // k * k)
+        for y0 in range(0, height, step):
+            h = min(step, height - y0)
+            rows = np.flatnonzero((ry >= y0 // k) & (ry < -(-(y0 + h) // k)))
+            for x0 in range(0, width, step):
+                w = min(step, width - x0)
+                cols = np.flatnonzero((rx >= x0 // k) & (rx < -(-(x0 + w) // k)))
+                if not rows.size or not cols.size:
+                    continue
+                small = _block_mean(slide.read_region(level, y0, x0, h, w), k)
+                pick = small[ry[rows] - y0 // k][:, rx[cols] - x0 // k]
+                where = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+                buf[where] = display_rgb(np.rint(pick).astype(np.uint8) if k > 1 else pick) if plain else pick
+        if not plain:
+            limits = tuple(np.percentile(buf[::4, ::4], (0.5, 99.5)))
+            for y in range(0, self.shape[0], 256):
+                self.image[y : y + 256] = display_rgb(buf[y : y + 256], limits)
 
     def paint_source(self, source: Any, scale: float = 1.0, rows: int = 512) -> None:
         """The image from a source read in strips of rows (every ``factor / scale``-th pixel)."""
@@ -45,12 +77,6 @@ class Preview:
             pick = ys[i : i + max(1, int(rows // max(step, 1)))]
             strip = source.read_rows(int(pick[0]), int(pick[-1]) + 1)
             self.image[i : i + len(pick)] = display_rgb(strip[pick - pick[0]][:, xs])
-
-    def _fit(self, rgb: np.ndarray) -> None:
-        """Nearest-neighbour resize of ``rgb`` onto the preview grid."""
-        ys = np.minimum((np.arange(self.shape[0]) * rgb.shape[0] / self.shape[0]).astype(np.int64), rgb.shape[0] - 1)
-        xs = np.minimum((np.arange(self.shape[1]) * rgb.shape[1] / self.shape[1]).astype(np.int64), rgb.shape[1] - 1)
-        np.take(rgb[ys], xs, axis=1, out=self.image)
 
     def add_contours(self, labels: np.ndarray, y0: int, x0: int, scale: float = 1.0) -> None:
         """Paint the inner contours of a label crop whose top-left source pixel is ``(y0, x0)``."""

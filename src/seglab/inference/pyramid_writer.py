@@ -2,9 +2,10 @@
 
 Level 0 comes from a function returning any tile of it; tifffile writes tiles from a generator,
 so only one tile is held at a time. Each reduced level (every 2nd row and column of the level
-above: nearest neighbour, as label maps must be resampled) is gathered into a temporary zarr
-array while the level above is written, then written from there, so the pyramid costs one pass
-over level 0 plus a quarter, a sixteenth, ... The levels are stored as SubIFDs of the first
+above: nearest neighbour, as label maps must be resampled) is gathered into a temporary chunked
+array on disk (:class:`~seglab.inference.scratch.ChunkedArray`) while the level above is
+written, then written from there, so the pyramid costs one pass over level 0 plus a quarter, a
+sixteenth, ... The levels are stored as SubIFDs of the first
 page with OME-XML metadata (axes ``YX``, physical pixel size when known), which QuPath,
 Bio-Formats and tifffile (``tifffile.TiffFile(path).series[0].levels``) read as a pyramid.
 Tiles are ``tile x tile`` (default 256), deflate (zlib) compressed.
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from seglab.inference.scratch import ChunkedArray
 
 TileFn = Callable[[int, int, int, int], np.ndarray | None]  # (y0, y1, x0, x1) -> (y1 - y0) x (x1 - x0), None: zeros
 CODECS = {"zlib": 8, "zstd": 50000, "lzw": 5}  # compression name -> TIFF tag
@@ -55,7 +58,6 @@ def write_pyramid(
         compression: ``"zlib"`` (deflate), ``"zstd"`` or ``"lzw"``.
     """
     import tifffile
-    import zarr
 
     dtype = np.dtype(dtype)
     tag = CODECS[compression]
@@ -71,8 +73,7 @@ def write_pyramid(
             for level, lshape in enumerate(shapes):
                 below = None
                 if level + 1 < len(shapes):
-                    below = _Scratch(zarr.create_array(store=str(work / f"level{level + 1}.zarr"), shape=shapes[level + 1],
-                                                       chunks=(tile // 2, tile // 2), dtype=dtype, fill_value=0))
+                    below = _Scratch(ChunkedArray(work / f"level{level + 1}", shapes[level + 1], dtype, chunk=tile // 2))
                 options = {"subifds": len(shapes) - 1, "metadata": metadata} if level == 0 else {"subfiletype": 1}
                 tif.write(_tiles(source, lshape, tile, dtype, below, encode), shape=lshape, dtype=dtype,
                           tile=(tile, tile), compression=tag, **options)
@@ -112,7 +113,7 @@ def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, 
 class _Scratch:
     """A reduced level gathered on disk band by band. Only the span of columns (whole chunks)
     that holds nonzero pixels is written, and remembered: tiles outside every span are ``None``
-    without a read (zarr's per-chunk cost, not the pixels, dominates a mostly empty level)."""
+    without a read (the per-chunk cost, not the pixels, dominates a mostly empty level)."""
 
     def __init__(self, array) -> None:
         self.array, self.chunk = array, array.chunks[1]

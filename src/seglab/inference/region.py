@@ -173,7 +173,8 @@ class RegionLabels:
 
     Calling it with a region returns ``(labels, foreground)``: the ``h x w`` local map and the
     foreground probability (the COCO/GeoJSON score; ``None`` for the semantic task), or
-    ``(None, None)`` where no tile has tissue.
+    ``(None, None)`` where no tile has tissue. The call is :meth:`infer` (reading and the
+    network) then :meth:`decode` (the decoder), which the block pipeline runs on two threads.
     """
 
     def __init__(self, predictor: Any, source: Any, **kwargs: Any) -> None:
@@ -181,14 +182,25 @@ class RegionLabels:
         self.probs = RegionProbs(predictor, source, **kwargs)
 
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self.decode(self.infer(y0, y1, x0, x1))
+
+    def infer(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """The network's part: the region's probabilities and the box where they differ from the
+        background (``None`` without tissue). :meth:`decode` finishes it, possibly on another thread."""
         probs = self.probs(y0, y1, x0, x1)
-        if probs is None:
+        return None if probs is None else (probs, self.probs.live_box)
+
+    def decode(self, inferred: tuple[np.ndarray, tuple[int, int, int, int]] | None
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The post-processing part: ``(labels, foreground)`` of what :meth:`infer` returned."""
+        if inferred is None:
             return None, None
+        probs, (a, b, c, d) = inferred
         p = self.predictor
         if p.task == "semantic":
             return probs.argmax(0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16), None
         foreground = 1 - probs[0] if p.method in (None, "three_class") else probs[0]
-        a, b, c, d = self.probs.live_box  # outside it: background probabilities, nothing to decode
+        # outside the live box: background probabilities, nothing to decode
         if (a, b, c, d) == (0, probs.shape[1], 0, probs.shape[2]):
             return p.decode_probs(probs), foreground
         labels = np.zeros(probs.shape[1:], np.int32)

@@ -8,9 +8,13 @@ The image at the model's resolution is cut into square blocks (:class:`~seglab.i
    decoder) or, for Mask R-CNN, :class:`~seglab.inference.detection.RegionDetections`;
 2. :class:`~seglab.inference.blocks.UnionStitcher` gives its pieces provisional ids and joins
    them to the pieces of earlier blocks across shared faces;
-3. the core's provisional ids go to a temporary compressed zarr array on disk (all-background
-   chunks are not stored), its final objects to the GeoJSON stream
+3. the core's provisional ids go to a temporary compressed chunked array on disk
+   (:class:`~seglab.inference.scratch.ChunkedArray`; all-background chunks are not stored), its final objects to the GeoJSON stream
    (:class:`~seglab.inference.geojson_stream.ObjectWriter`), its contours to the preview.
+
+Step 1's network part (reading and the model) runs on the calling thread, and the rest (the
+decoder, stitching, writing) on a second thread, one block behind: the post-processing of a
+block overlaps the network of the next, and the outputs are those of the sequential order.
 
 After the last block the objects that cross faces are written to the GeoJSON, and the instance
 map is written tile by tile as a pyramidal OME-TIFF (:mod:`seglab.inference.pyramid_writer`)
@@ -32,6 +36,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +45,13 @@ import numpy as np
 from seglab.fileio import atomic_path
 from seglab.inference.blocks import BlockGrid, UnionStitcher
 from seglab.inference.geojson_stream import GeoJSONStream, ObjectWriter
+from seglab.inference.heap import release_memory
 from seglab.inference.preview import Preview
 from seglab.inference.pyramid_writer import write_pyramid
+from seglab.inference.scratch import ChunkedArray
 from seglab.inference.summary import slide_summary_row
 
-CHUNK = 256  # scratch zarr chunk and TIFF tile
+CHUNK = 256  # scratch chunk and TIFF tile
 
 
 def input_stem(path: str | Path) -> str:
@@ -96,8 +103,6 @@ def predict_slide(
     Returns:
         The slide's ``summary.csv`` row.
     """
-    import zarr
-
     start = time.perf_counter()
     height, width = image.shape[:2]
     semantic = predictor.task == "semantic"
@@ -111,17 +116,18 @@ def predict_slide(
         preview.paint_slide(slide)
     else:
         preview.paint_source(image, scale)
+    release_memory()
     with tempfile.TemporaryDirectory(prefix=f".{stem}.", dir=out_dir) as scratch, contextlib.ExitStack() as stack:
-        ids = zarr.create_array(store=str(Path(scratch) / "ids.zarr"), shape=(height, width), chunks=(CHUNK, CHUNK),
-                                dtype=np.uint8 if semantic else np.uint32, fill_value=0)
+        ids = ChunkedArray(Path(scratch) / "ids", (height, width), np.uint8 if semantic else np.uint32, chunk=CHUNK)
         objects = stitcher = None
         if not semantic:
             fh = stack.enter_context(open(stack.enter_context(atomic_path(paths["geojson"])), "w", encoding="utf-8"))
             stream = GeoJSONStream(fh)
             objects, stitcher = ObjectWriter(stream, scale=scale, mpp=mpp), UnionStitcher(grid)
-        for i, (by, bx) in enumerate(grid):
-            ey0, ey1, ex0, ex1 = grid.extended(by, bx)
-            labels, foreground = engine(ey0, ey1, ex0, ex1)
+
+        def finish_block(i: int, by: int, bx: int, inferred: Any) -> None:
+            labels, foreground = engine.decode(inferred)
+            ey0, _, ex0, _ = grid.extended(by, bx)
             y0, y1, x0, x1 = grid.core(by, bx)
             crop = np.s_[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
             if semantic and labels is not None:
@@ -133,8 +139,23 @@ def predict_slide(
                     objects.add_block(core, y0, x0, first, border, None if foreground is None else foreground[crop])
             if labels is not None:
                 preview.add_contours(labels[crop], y0, x0, scale)
+            del labels, foreground
+            release_memory()  # a block's arrays, freed, would otherwise hold the heap at its peak
             if on_blocks is not None:
                 on_blocks(i + 1, len(grid))
+
+        # two stages on two threads: while block i is decoded, stitched and written, block i + 1
+        # is read and run through the network (which releases the GIL); one block in flight
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglab-blocks") as pool:
+            pending = None
+            for i, (by, bx) in enumerate(grid):
+                inferred = engine.infer(*grid.extended(by, bx))
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(finish_block, i, by, bx, inferred)
+                del inferred
+            if pending is not None:
+                pending.result()
         roots = None
         if not semantic:
             roots = stitcher.uf.roots()
@@ -154,7 +175,7 @@ def _level0_tiles(ids: Any, scale: float, shape: tuple[int, int], roots: np.ndar
 
     Each row of tiles reads its band of the map once (as wide as the image, at the model's
     resolution); a tile with no object under it is ``None`` (written as the shared zero tile)
-    without upsampling or id lookup, the others are upsampled and looked up tile by tile."""
+    without upsampling or id lookup, the others are looked up and upsampled tile by tile."""
     height, width = shape
     xs = np.minimum(((np.arange(round(width * scale)) + 0.5) / scale).astype(np.int64), width - 1)
     band: dict[str, Any] = {"key": None}
@@ -168,8 +189,11 @@ def _level0_tiles(ids: Any, scale: float, shape: tuple[int, int], roots: np.ndar
         lit = band["any"]
         if lit[cols[-1]] == (lit[cols[0] - 1] if cols[0] > 0 else 0):  # no object under the tile
             return None
-        out = band["rows"][band["ys"]][:, cols] if scale != 1 else band["rows"][:, x0:x1]
-        return out if roots is None else roots[out]
+        c0 = int(cols[0])
+        crop = band["rows"][:, c0 : int(cols[-1]) + 1]  # the model pixels under the tile
+        if roots is not None:
+            crop = roots[crop]  # final ids before upsampling: scale^2 fewer lookups
+        return crop[band["ys"]][:, cols - c0] if scale != 1 else crop
 
     return tile
 

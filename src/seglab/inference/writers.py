@@ -75,14 +75,15 @@ def output_paths(out_dir: str | Path, stem: str, *, task: str = "instance", coco
     return paths
 
 
-def display_rgb(image: np.ndarray) -> np.ndarray:
-    """Any ``H x W [x C]`` image as uint8 RGB: gray repeated, alpha dropped, 16-bit/float stretched."""
+def display_rgb(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Any ``H x W [x C]`` image as uint8 RGB: gray repeated, alpha dropped, 16-bit/float stretched
+    from ``limits`` (default: its own 0.5-99.5th percentiles) to 0-255."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
     image = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
     if image.dtype != np.uint8:
-        lo, hi = np.percentile(image, (0.5, 99.5)) if image.size else (0, 1)
+        lo, hi = limits if limits is not None else np.percentile(image, (0.5, 99.5)) if image.size else (0, 1)
         scaled = (image.astype(np.float32) - lo) / max(float(hi - lo), 1e-12)
         image = (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else np.ascontiguousarray(image)
@@ -107,18 +108,28 @@ def mask_polygons(mask: np.ndarray, r0: int, c0: int, scale: float = 1.0) -> lis
     """
     from skimage.measure import find_contours
 
-    pieces, n = ndi.label(mask)
-    sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
-    slices = ndi.find_objects(pieces)
+    pieces, n = ndi.label(mask, structure=_CROSS)
+    if n == 1:  # the common case: one piece, no sorting
+        order, slices = [1], [(slice(0, mask.shape[0]), slice(0, mask.shape[1]))]
+    else:
+        order = np.argsort(-np.bincount(pieces.ravel(), minlength=n + 1)[1:], kind="stable") + 1
+        slices = ndi.find_objects(pieces)
     polygons = []
-    for i in np.argsort(-sizes, kind="stable") + 1:
+    for i in order:
         rows, cols = slices[i - 1]
-        contours = find_contours(np.pad(pieces[rows, cols] == i, 1).astype(np.float32), 0.5)
-        # -1 for the pad, -0.5 from pixel centres to the pixel-corner convention
-        rings = [np.stack([c[:, 1] + c0 + cols.start - 0.5, c[:, 0] + r0 + rows.start - 0.5], axis=1) for c in contours]
-        rings.sort(key=lambda r: -abs(_ring_area(r)))  # the exterior encloses the most
+        crop = pieces[rows, cols] == i
+        padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.float32)
+        padded[1:-1, 1:-1] = crop
+        # -1 for the pad, +0.5 from pixel centres to corners (pixel i spans [i, i + 1])
+        rings = [np.stack([c[:, 1] + c0 + cols.start - 0.5, c[:, 0] + r0 + rows.start - 0.5], axis=1)
+                 for c in find_contours(padded, 0.5)]
+        if len(rings) > 1:
+            rings.sort(key=lambda r: -abs(_ring_area(r)))  # the exterior encloses the most
         polygons.append([_oriented(rings[0] * scale, ccw=True)] + [_oriented(r * scale, ccw=False) for r in rings[1:]])
     return polygons
+
+
+_CROSS = ndi.generate_binary_structure(2, 1)
 
 
 def _ring_area(xy: np.ndarray) -> float:
@@ -136,7 +147,8 @@ def _oriented(xy: np.ndarray, *, ccw: bool) -> list[list[float]]:
 
 def _signed_area(x: np.ndarray, y: np.ndarray) -> float:
     """Shoelace area, positive for counter-clockwise rings in the (x, y) plane."""
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    cross = float(np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:])) + float(x[-1] * y[0] - y[-1] * x[0])
+    return 0.5 * cross
 
 
 def class_color(name: str, colors: Mapping[str, Sequence[int]] | None = None) -> list[int]:

@@ -9,8 +9,9 @@ the h-maxima of the interior confidence (Soille, "Morphological Image Analysis",
 distance map's regional maxima.
 
 Every step is a whole-array scipy / scikit-image call, no Python loop over pixels or instances,
-except the h-maxima reconstruction, which runs per connected region of confident interior
-(exactly equal to the whole-image call and an order of magnitude faster; see ``_h_domes``).
+except the h-maxima reconstruction, which runs on the connected regions of confident interior
+packed side by side (exactly equal to the whole-image call and an order of magnitude faster; see
+``_h_domes``).
 Label maps are ``H x W`` int32, 0 = background, instances numbered 1..K.
 """
 
@@ -46,9 +47,20 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
     Returns:
         A map with every instance's holes filled (``labels`` itself when there is nothing to fill).
     """
-    boxes = [(i, box) for i, box in enumerate(ndi.find_objects(labels), 1) if box is not None]
-    if not boxes:
+    foreground = labels > 0
+    # an instance's hole is enclosed by the union of all instances too: only boxes holding a
+    # pixel of the union's holes can hold one (on a slide block, few or none do)
+    candidates = ndi.binary_fill_holes(foreground) & ~foreground
+    if not candidates.any():
         return labels
+    inside = np.pad(candidates.cumsum(0, dtype=np.int32).cumsum(1), ((1, 0), (1, 0)))
+    boxes = []
+    for i, box in enumerate(ndi.find_objects(labels), 1):
+        if box is None:
+            continue
+        (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
+        if inside[y1, x1] - inside[y0, x1] - inside[y1, x0] + inside[y0, x0]:
+            boxes.append((i, box))
     out = None
     area = [(b[0].stop - b[0].start) * (b[1].stop - b[1].start) for _, b in boxes]
     for k in np.argsort(area, kind="stable")[::-1]:
@@ -130,9 +142,7 @@ def _three_class_markers(
     return ndi.label(peaks, structure=np.ones((3, 3)))[0]
 
 
-# one scikit-image reconstruction call costs ~100 us besides its ~0.5 us per pixel: the
-# per-component route pays off unless the confident mask is a speckle of tiny components
-_PIXELS_PER_COMPONENT = 400
+_MOSAIC = 512  # side of the canvases the components' boxes are packed into (one reconstruction each)
 
 
 def _h_domes(relief: np.ndarray, confident: np.ndarray, h: np.float32) -> np.ndarray:
@@ -142,25 +152,54 @@ def _h_domes(relief: np.ndarray, confident: np.ndarray, h: np.float32) -> np.nda
     Equal to the whole-image reconstruction, computed per 8-connected component of ``confident``
     on its bounding box: a path between two components crosses a pixel outside them, whose mask
     value ``F`` caps what it carries, so a component's values above ``F`` come from itself alone,
-    and what any pixel receives through the outside is ``min(F, max(relief) - h)``. On a slide
-    block, or any map whose components cover a fraction of it, this skips the sort of every
-    other pixel (13x faster on a 2048^2 block of nuclei clusters). A speckled mask (an untrained
-    model) takes the whole-image call.
+    and what any pixel receives through the outside is ``min(F, max(relief) - h)``. The boxes
+    (each component's pixels, the rest at ``F``) are packed side by side, one pixel of ``F``
+    apart, into ``_MOSAIC``-px canvases, one scikit-image call per canvas: the reconstruction
+    then sorts the components' boxes, not every pixel of the image (on a slide block, mostly
+    glass and stroma), and pays its per-call overhead a few times, not once per nucleus.
     """
     labels, n = ndi.label(confident, structure=np.ones((3, 3)))
-    if n * _PIXELS_PER_COMPONENT > relief.size:
-        return reconstruction(relief - h, relief, method="dilation")
     floor = relief.min()
     outside = min(floor, relief.max() - h)
     domes = np.full(relief.shape, outside, np.float64)
     height, width = relief.shape
+    boxes = []
     for k, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
-        y0, y1 = max(rows.start - 1, 0), min(rows.stop + 1, height)
-        x0, x1 = max(cols.start - 1, 0), min(cols.stop + 1, width)
-        own = labels[y0:y1, x0:x1] == k
-        box = np.where(own, relief[y0:y1, x0:x1], floor)
-        domes[y0:y1, x0:x1][own] = np.maximum(reconstruction(box - h, box, method="dilation")[own], outside)
+        boxes.append((k, max(rows.start - 1, 0), min(rows.stop + 1, height), max(cols.start - 1, 0), min(cols.stop + 1, width)))
+    boxes.sort(key=lambda b: b[1] - b[2])  # tallest first: shelves of similar heights
+    for canvas in _pack(boxes):
+        rows = max(oy + y1 - y0 for _, y0, y1, _, _, oy, _ in canvas)
+        cols = max(ox + x1 - x0 for _, _, _, x0, x1, _, ox in canvas)
+        mosaic = np.full((rows, cols), floor, relief.dtype)
+        owns = []
+        for k, y0, y1, x0, x1, oy, ox in canvas:
+            own = labels[y0:y1, x0:x1] == k
+            mosaic[oy : oy + y1 - y0, ox : ox + x1 - x0][own] = relief[y0:y1, x0:x1][own]
+            owns.append(own)
+        done = reconstruction(mosaic - h, mosaic, method="dilation")
+        for (_, y0, y1, x0, x1, oy, ox), own in zip(canvas, owns, strict=True):
+            domes[y0:y1, x0:x1][own] = np.maximum(done[oy : oy + y1 - y0, ox : ox + x1 - x0][own], outside)
     return domes
+
+
+def _pack(boxes: list[tuple[int, int, int, int, int]]) -> list[list[tuple[int, ...]]]:
+    """Shelf packing of ``(k, y0, y1, x0, x1)`` boxes into canvases about ``_MOSAIC`` px square,
+    one pixel apart; each box comes back with its offset ``(oy, ox)`` in its canvas."""
+    canvases: list[list[tuple[int, ...]]] = []
+    current: list[tuple[int, ...]] = []
+    shelf_y = shelf_h = x = 0
+    for k, y0, y1, x0, x1 in boxes:
+        bh, bw = y1 - y0, x1 - x0
+        if x and x + bw > _MOSAIC:  # next shelf
+            shelf_y, shelf_h, x = shelf_y + shelf_h + 1, 0, 0
+        if current and shelf_y + bh > _MOSAIC:  # next canvas
+            canvases.append(current)
+            current, shelf_y, shelf_h, x = [], 0, 0, 0
+        current.append((k, y0, y1, x0, x1, shelf_y, x))
+        shelf_h, x = max(shelf_h, bh), x + bw + 1
+    if current:
+        canvases.append(current)
+    return canvases
 
 
 def three_class_watershed(

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request  # the serve extra; this module is imported
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from seglab.inference.heap import release_memory
 from seglab.serve.limits import (
     Gate,
     HTTPProblem,
@@ -224,19 +225,8 @@ def _run(predictor: Any, data: bytes, kind: str) -> tuple[np.ndarray, Prediction
     except SeglabError as exc:  # e.g. a channel count the model cannot take
         raise HTTPProblem(400, str(exc).replace("upload: ", "")) from None
     finally:
-        _release_memory()
+        release_memory()
     return image, result
-
-
-def _release_memory() -> None:
-    """Hand freed heap back to the system (glibc keeps per-thread arenas at their high-water mark,
-    so a server's RSS would otherwise creep up with every concurrent peak)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 async def _read_input(request: Any, roots: list[Path]) -> tuple[bytes, str]:
