@@ -2,9 +2,9 @@
 
 A preview pixel covers ``factor x factor`` level-0 pixels, ``factor = ceil(longest side / 4096)``.
 The image comes from the slide's pyramid (the level closest in size, read chunk by chunk) or,
-for an image without one, from strips of its rows; object contours (the inner boundary of each object in its
-block's decoding) are painted in as each block completes: a preview pixel is coloured when any
-contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes) and one
+for an image without one, from strips of its rows; object contours (the inner boundary of each
+object in its block's decoding) are painted in as each block completes: a preview pixel is
+coloured when any contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes) and one
 chunk of the slide.
 """
 
@@ -48,7 +48,7 @@ class Preview:
         ry = np.minimum((np.arange(self.shape[0]) * rh / self.shape[0]).astype(np.int64), rh - 1)
         rx = np.minimum((np.arange(self.shape[1]) * rw / self.shape[1]).astype(np.int64), rw - 1)
         plain = np.dtype(slide.dtype) == np.uint8
-        buf = self.image if plain else np.zeros((*self.shape, slide.channels), np.float32)
+        buf = self.image if plain else np.zeros((*self.shape, slide.channels), slide.dtype)
         step = max(k, chunk // k * k)
         for y0 in range(0, height, step):
             h = min(step, height - y0)
