@@ -118,6 +118,35 @@ def test_write_failure_leaves_no_final_or_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failure_on_the_post_processing_thread_stops_the_run_and_leaves_nothing(tmp_path, monkeypatch):
+    """The decoder, stitching and writing run on a second thread: an error there (a full disk while
+    a block's scratch chunks are written) reaches the caller, and no block after the next one runs."""
+    import seglab.inference.scratch as scratch
+
+    real, written, ran = scratch.ChunkedArray.__setitem__, [], []
+
+    def failing(self, key, value):
+        written.append(key)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, key, value)
+
+    monkeypatch.setattr(scratch.ChunkedArray, "__setitem__", failing)
+    source = ArraySource(blob_image())
+    read = source.read_region
+
+    def counted(*region):  # the network's reads, one per block with tissue
+        ran.append(region)
+        return read(*region)
+
+    monkeypatch.setattr(source, "read_region", counted)
+    with pytest.raises(OSError, match="No space"):
+        predict_slide(blob_predictor(), source, tmp_path, "x")
+    assert list(tmp_path.iterdir()) == []
+    blocks = -(-150 // 48) * -(-190 // 48)
+    assert len(written) == 2 and 0 < len(ran) < blocks  # stopped early, not after every block
+
+
 class CoordinateDetector(torch.nn.Module):
     """Mask R-CNN stand-in: returns the true objects of each crop (channels 0 and 1 hold row and column)."""
 
