@@ -4,8 +4,8 @@ A preview pixel covers ``factor x factor`` level-0 pixels, ``factor = ceil(longe
 The image comes from the slide's pyramid (the level closest in size, read chunk by chunk) or,
 for an image without one, from strips of its rows; object contours (the inner boundary of each
 object in its block's decoding) are painted in as each block completes: a preview pixel is
-coloured when any contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x 3 bytes) and one
-chunk of the slide.
+coloured when any contour pixel falls in it. Memory: the preview itself (at most 4096 x 4096 x
+3 bytes) and one chunk of the slide.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Preview:
         slide's size. 16-bit and float slides are stretched to 0-255 between the 0.5-99.5th
         percentiles of every 4th preview pixel.
         """
-        from seglab.inference.slide import _block_mean
+        from seglab.inference.slide import reduced_chunks
 
         target = max(self.shape)
         level = min(range(len(slide.levels)), key=lambda i: abs(math.log(max(slide.levels[i]) / target)))
@@ -49,19 +49,14 @@ class Preview:
         rx = np.minimum((np.arange(self.shape[1]) * rw / self.shape[1]).astype(np.int64), rw - 1)
         plain = np.dtype(slide.dtype) == np.uint8
         buf = self.image if plain else np.zeros((*self.shape, slide.channels), slide.dtype)
-        step = max(k, chunk // k * k)
-        for y0 in range(0, height, step):
-            h = min(step, height - y0)
-            rows = np.flatnonzero((ry >= y0 // k) & (ry < -(-(y0 + h) // k)))
-            for x0 in range(0, width, step):
-                w = min(step, width - x0)
-                cols = np.flatnonzero((rx >= x0 // k) & (rx < -(-(x0 + w) // k)))
-                if not rows.size or not cols.size:
-                    continue
-                small = _block_mean(slide.read_region(level, y0, x0, h, w), k)
-                pick = small[ry[rows] - y0 // k][:, rx[cols] - x0 // k]
-                where = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-                buf[where] = display_rgb(np.rint(pick).astype(np.uint8) if k > 1 else pick) if plain else pick
+        for r, c, small in reduced_chunks(slide, level, k, chunk=chunk):
+            rows = np.flatnonzero((ry >= r) & (ry < r + small.shape[0]))  # preview pixels showing this region
+            cols = np.flatnonzero((rx >= c) & (rx < c + small.shape[1]))
+            if not rows.size or not cols.size:
+                continue
+            pick = small[ry[rows] - r][:, rx[cols] - c]
+            where = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            buf[where] = display_rgb(np.rint(pick).astype(np.uint8) if k > 1 else pick) if plain else pick
         if not plain:
             limits = tuple(np.percentile(buf[::4, ::4], (0.5, 99.5)))
             for y in range(0, self.shape[0], 256):

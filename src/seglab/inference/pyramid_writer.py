@@ -5,8 +5,7 @@ so only one tile is held at a time. Each reduced level (every 2nd row and column
 above: nearest neighbour, as label maps must be resampled) is gathered into a temporary chunked
 array on disk (:class:`~seglab.inference.scratch.ChunkedArray`) while the level above is
 written, then written from there, so the pyramid costs one pass over level 0 plus a quarter, a
-sixteenth, ... The levels are stored as SubIFDs of the first
-page with OME-XML metadata (axes ``YX``, physical pixel size when known), which QuPath,
+sixteenth, ... The levels are stored as SubIFDs of the first page with OME-XML metadata (axes ``YX``, physical pixel size when known), which QuPath,
 Bio-Formats and tifffile (``tifffile.TiffFile(path).series[0].levels``) read as a pyramid.
 Tiles are ``tile x tile`` (default 256), deflate (zlib) compressed.
 
@@ -73,17 +72,17 @@ def write_pyramid(
             for level, lshape in enumerate(shapes):
                 below = None
                 if level + 1 < len(shapes):
-                    below = _Scratch(ChunkedArray(work / f"level{level + 1}", shapes[level + 1], dtype, chunk=tile // 2))
+                    below = ChunkedArray(work / f"level{level + 1}", shapes[level + 1], dtype, chunk=tile // 2)
                 options = {"subifds": len(shapes) - 1, "metadata": metadata} if level == 0 else {"subfiletype": 1}
                 tif.write(_tiles(source, lshape, tile, dtype, below, encode), shape=lshape, dtype=dtype,
                           tile=(tile, tile), compression=tag, **options)
                 if below is not None:
-                    source = below.tiles
+                    source = below.read_nonzero
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, below,
+def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, below: ChunkedArray | None,
            encode: Callable[[np.ndarray], bytes]) -> Iterator[bytes]:
     """Encoded ``tile x tile`` tiles in raster order (zero-padded at the border; an all-zero tile
     is the one encoded zero tile). Every second pixel of each row of tiles goes to the next
@@ -101,44 +100,10 @@ def _tiles(tile_fn: TileFn, shape: tuple[int, int], tile: int, dtype: np.dtype, 
                 if band is not None:
                     band[:, x // 2 : (x1 + 1) // 2] = data[::2, ::2]
             if band is not None and x1 == width and band.any():  # before the row's last tile: the writer may stop there
-                below.put(y // 2, band)
+                below[y // 2 : y // 2 + band.shape[0]] = band  # all-zero chunks are not stored
             if data is None:
                 yield zero
                 continue
             if data.shape != (tile, tile):
                 data = np.pad(data, ((0, tile - data.shape[0]), (0, tile - data.shape[1])))
             yield encode(np.ascontiguousarray(data))
-
-
-class _Scratch:
-    """A reduced level gathered on disk band by band. Only the span of columns (whole chunks)
-    that holds nonzero pixels is written, and remembered: tiles outside every span are ``None``
-    without a read (the per-chunk cost, not the pixels, dominates a mostly empty level)."""
-
-    def __init__(self, array) -> None:
-        self.array, self.chunk = array, array.chunks[1]
-        self.spans: dict[int, tuple[int, int]] = {}  # first row of a band -> its written columns
-        self._band: tuple[tuple[int, int], int, np.ndarray | None] | None = None
-
-    def put(self, y: int, band: np.ndarray) -> None:
-        cols = np.flatnonzero(band.any(0))
-        if cols.size:
-            a = int(cols[0]) // self.chunk * self.chunk
-            b = min(-(-(int(cols[-1]) + 1) // self.chunk) * self.chunk, band.shape[1])
-            self.array[y : y + band.shape[0], a:b] = band[:, a:b]
-            self.spans[y] = (a, b)
-
-    def tiles(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
-        """A tile function over the gathered level (tiles in raster order)."""
-        if self._band is None or self._band[0] != (y0, y1):
-            spans = [s for y, s in self.spans.items() if y0 <= y < y1]
-            a = min((s[0] for s in spans), default=0)
-            b = max((s[1] for s in spans), default=0)
-            self._band = ((y0, y1), a, self.array[y0:y1, a:b] if b > a else None)
-        _, a, data = self._band
-        if data is None or x1 <= a or x0 >= a + data.shape[1]:
-            return None
-        out = np.zeros((y1 - y0, x1 - x0), data.dtype)
-        lo, hi = max(x0, a), min(x1, a + data.shape[1])
-        out[:, lo - x0 : hi - x0] = data[:, lo - a : hi - a]
-        return out if out.any() else None

@@ -34,10 +34,6 @@ class ChunkedArray:
         self.chunk, self.level = int(chunk), level
         self.stored: set[tuple[int, int]] = set()  # chunks with a file (a nonzero pixel)
 
-    @property
-    def chunks(self) -> tuple[int, int]:
-        return self.chunk, self.chunk
-
     def _bounds(self, key: Any) -> tuple[int, int, int, int]:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         y0, y1, ys = rows.indices(self.shape[0])
@@ -74,6 +70,14 @@ class ChunkedArray:
             if data is not None:
                 out[outer] = data[inner]
         return out
+
+    def read_nonzero(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """``self[y0:y1, x0:x1]``, or ``None`` when it is all zeros (without a read when no
+        stored chunk meets it): a tile function for :func:`~seglab.inference.pyramid_writer.write_pyramid`."""
+        if not any((cy, cx) in self.stored for cy, cx, _, _ in self._cells(y0, y1, x0, x1)):
+            return None
+        out = self[y0:y1, x0:x1]
+        return out if out.any() else None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         import imagecodecs

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +188,23 @@ def read_thumbnail(slide: SlideSource, max_side: int = THUMBNAIL_SIDE, *, chunk:
     k = max(1, math.ceil(max(height, width) / max_side))
     out_h, out_w = math.ceil(height / k), math.ceil(width / k)
     out = np.empty((out_h, out_w, slide.channels), np.float32)
-    step = max(k, chunk // k * k)
+    for r, c, means in reduced_chunks(slide, level, k, chunk=chunk):
+        out[r : r + means.shape[0], c : c + means.shape[1]] = means
+    return out, slide.downsamples[level] * k
+
+
+def reduced_chunks(slide: SlideSource, level: int, k: int, *, chunk: int = 1024) -> Iterator[tuple[int, int, np.ndarray]]:
+    """A level averaged over ``k x k`` blocks, one region of about ``chunk^2`` level pixels at a time.
+
+    Yields ``(row, col, means)``: the means of the reduced image's pixels from ``(row, col)`` on
+    (float; the level's own pixels when ``k`` is 1), regions in raster order.
+    """
+    height, width = slide.levels[level]
+    step = max(k, chunk // k * k)  # whole blocks per region
     for y0 in range(0, height, step):
         for x0 in range(0, width, step):
             h, w = min(step, height - y0), min(step, width - x0)
-            block = slide.read_region(level, y0, x0, h, w)
-            out[y0 // k:(y0 + h + k - 1) // k, x0 // k:(x0 + w + k - 1) // k] = _block_mean(block, k)
-    return out, slide.downsamples[level] * k
+            yield y0 // k, x0 // k, _block_mean(slide.read_region(level, y0, x0, h, w), k)
 
 
 def _block_mean(block: np.ndarray, k: int) -> np.ndarray:

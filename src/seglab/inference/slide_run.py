@@ -9,8 +9,9 @@ The image at the model's resolution is cut into square blocks (:class:`~seglab.i
 2. :class:`~seglab.inference.blocks.UnionStitcher` gives its pieces provisional ids and joins
    them to the pieces of earlier blocks across shared faces;
 3. the core's provisional ids go to a temporary compressed chunked array on disk
-   (:class:`~seglab.inference.scratch.ChunkedArray`; all-background chunks are not stored), its final objects to the GeoJSON stream
-   (:class:`~seglab.inference.geojson_stream.ObjectWriter`), its contours to the preview.
+   (:class:`~seglab.inference.scratch.ChunkedArray`; all-background chunks are not stored), its
+   final objects to the GeoJSON stream (:class:`~seglab.inference.geojson_stream.ObjectWriter`),
+   its contours to the preview.
 
 Step 1's network part (reading and the model) runs on the calling thread, and the rest (the
 decoder, stitching, writing) on a second thread, one block behind: the post-processing of a
@@ -125,9 +126,8 @@ def predict_slide(
             stream = GeoJSONStream(fh)
             objects, stitcher = ObjectWriter(stream, scale=scale, mpp=mpp), UnionStitcher(grid)
 
-        def finish_block(i: int, by: int, bx: int, inferred: Any) -> None:
+        def finish_block(i: int, by: int, bx: int, ey0: int, ex0: int, inferred: Any) -> None:
             labels, foreground = engine.decode(inferred)
-            ey0, _, ex0, _ = grid.extended(by, bx)
             y0, y1, x0, x1 = grid.core(by, bx)
             crop = np.s_[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
             if semantic and labels is not None:
@@ -149,10 +149,11 @@ def predict_slide(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglab-blocks") as pool:
             pending = None
             for i, (by, bx) in enumerate(grid):
-                inferred = engine.infer(*grid.extended(by, bx))
+                ey0, ey1, ex0, ex1 = grid.extended(by, bx)
+                inferred = engine.infer(ey0, ey1, ex0, ex1)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(finish_block, i, by, bx, inferred)
+                pending = pool.submit(finish_block, i, by, bx, ey0, ex0, inferred)
                 del inferred
             if pending is not None:
                 pending.result()
